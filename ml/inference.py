@@ -1,0 +1,138 @@
+"""Load a model directory and run it: embed faces with the tower, score with the Siamese head.
+
+A model directory holds ``model.keras`` (the whole Siamese network) and ``manifest.json``
+(version, calibrated threshold, training config, data fingerprint, evaluation report). Models are
+cached per process per resolved path, so every caller shares one copy.
+
+Scoring a probe against cached reference embeddings needs only the head: ``sigmoid(w . |p - r| + b)``
+in NumPy, which is what the Keras head computes (tested equal), without a TensorFlow call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.types import FACE_SIZE, Embeddings, FaceBatch
+
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "models" / "siamese-lfw"
+MODEL_FILE = "model.keras"
+MANIFEST_FILE = "manifest.json"
+
+_cache: dict[Path, "FaceModel"] = {}
+_cache_lock = threading.Lock()
+
+
+class ModelError(RuntimeError):
+    """A model directory is missing, incomplete or inconsistent."""
+
+
+def read_manifest(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(model_dir) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ModelError(f"no {MANIFEST_FILE} in {model_dir}") from exc
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+    for key in ("version", "threshold"):
+        if key not in manifest:
+            raise ModelError(f"{path} has no '{key}'")
+    threshold = manifest["threshold"]
+    if not isinstance(threshold, (int, float)) or not 0.0 <= float(threshold) <= 1.0:
+        raise ModelError(f"{path}: threshold must be a number in [0, 1], got {threshold!r}")
+    return manifest
+
+
+class FaceModel:
+    """A loaded Siamese model: ``embed`` faces once, ``score`` a probe against references cheaply."""
+
+    def __init__(self, model_dir: str | os.PathLike[str]):
+        import keras
+
+        from ml import layers as _registered_layers  # noqa: F401  (registers the custom layers)
+        from ml.model import HEAD_NAME, TOWER_NAME
+
+        self.path = Path(model_dir)
+        self.manifest: dict[str, Any] = read_manifest(self.path)
+        self.version: str = str(self.manifest["version"])
+        self.threshold: float = float(self.manifest["threshold"])
+        weights = self.path / MODEL_FILE
+        if not weights.is_file():
+            raise ModelError(f"no {MODEL_FILE} in {self.path}")
+        self.siamese = keras.models.load_model(weights, compile=False)
+        self.tower = self.siamese.get_layer(TOWER_NAME)
+        kernel, bias = self.siamese.get_layer(HEAD_NAME).get_weights()
+        self._head_w = kernel[:, 0].astype(np.float32)
+        self._head_b = np.float32(bias[0])
+        self.embedding_dim = int(self._head_w.shape[0])
+        self.flip_average = bool(self.manifest.get("inference", {}).get("flip_average", True))
+        self._embed_fn = self._compile_embed()
+
+    def _compile_embed(self):
+        import tensorflow as tf
+
+        tower, flip = self.tower, self.flip_average
+
+        @tf.function(input_signature=[tf.TensorSpec((None, FACE_SIZE, FACE_SIZE, 3), tf.uint8)])
+        def embed(faces):
+            if not flip:
+                return tower(faces, training=False)
+            # Mirror-averaged embedding: one batched tower call over the faces and their mirrors.
+            both = tower(tf.concat([faces, tf.reverse(faces, axis=[2])], axis=0), training=False)
+            n = tf.shape(faces)[0]
+            return tf.math.l2_normalize(both[:n] + both[n:], axis=1)
+
+        return embed
+
+    def embed(self, faces: FaceBatch) -> Embeddings:
+        """(N, 100, 100, 3) uint8 aligned crops -> (N, D) float32, rows L2-normalised."""
+        faces = np.asarray(faces)
+        if faces.dtype != np.uint8 or faces.ndim != 4 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE, 3):
+            raise ValueError(f"expected uint8 faces of shape (N, {FACE_SIZE}, {FACE_SIZE}, 3), got {faces.dtype} {faces.shape}")
+        if len(faces) == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return self._embed_fn(faces).numpy().astype(np.float32, copy=False)
+
+    def score(self, probe: np.ndarray, references: np.ndarray) -> np.ndarray:
+        """P(same person) of ``probe`` (D,) against each row of ``references`` (M, D) -> (M,) float32."""
+        probe = np.asarray(probe, dtype=np.float32)
+        references = np.asarray(references, dtype=np.float32)
+        if references.ndim == 1:
+            references = references[None, :]
+        if probe.shape != (self.embedding_dim,) or references.ndim != 2 or references.shape[1] != self.embedding_dim:
+            raise ValueError(
+                f"expected probe ({self.embedding_dim},) and references (M, {self.embedding_dim}), "
+                f"got {probe.shape} and {references.shape}"
+            )
+        logits = np.abs(references - probe) @ self._head_w + self._head_b
+        # Stable sigmoid: exp of a non-positive number never overflows.
+        exp = np.exp(-np.abs(logits))
+        scores = np.where(logits >= 0, 1.0 / (1.0 + exp), exp / (1.0 + exp))
+        return scores.astype(np.float32)
+
+    def decide(self, score: float) -> bool:
+        """The deployed decision rule: same person when the score reaches the calibrated threshold."""
+        return bool(score >= self.threshold)
+
+    def warm_up(self) -> None:
+        """Trace and run the graph once so the first real request does not pay for it."""
+        faces = np.zeros((1, FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8)
+        self.score(self.embed(faces)[0], self.embed(faces))
+
+
+def load_model(path: str | os.PathLike[str] | None = None) -> FaceModel:
+    """The model at ``path`` (a model directory; None = the shipped one), loaded once per process."""
+    model_dir = Path(path if path is not None else SHIPPED_MODEL_DIR).expanduser().resolve()
+    if not model_dir.is_dir():
+        raise ModelError(f"model directory {model_dir} does not exist")
+    with _cache_lock:
+        model = _cache.get(model_dir)
+        if model is None:
+            model = _cache[model_dir] = FaceModel(model_dir)
+        return model
