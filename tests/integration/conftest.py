@@ -1,0 +1,195 @@
+"""Fixtures for the integration tests: the real PostgreSQL, Redis and ``celery worker`` process.
+
+One pytest run, two databases
+-----------------------------
+``bin/test`` runs the whole suite in one pytest process. Unit and API tests use the SQLite database
+that ``accesscontrol.settings`` derives from an unset ``DATABASE_URL``; these tests need PostgreSQL,
+shared with a worker process. Settings are read once, before any conftest runs, so this package
+overrides pytest-django's ``django_db_setup`` with a *package-scoped* fixture (this directory has an
+``__init__.py``, so "package" ends with its last test) that, for this package only:
+
+1. points the ``default`` alias at PostgreSQL (``INTEGRATION_DATABASE_URL``, default
+   ``postgres://postgres@127.0.0.1:5432/accesscontrol``) and lets Django create the test database
+   ``test_accesscontrol_<pid>`` (unique per run: several runs on one machine never collide);
+2. points the Celery app at a Redis database number claimed for this run
+   (``INTEGRATION_REDIS_URL``, default ``redis://127.0.0.1:6379``) with eager mode off, so tasks
+   really travel through Redis to the worker;
+3. starts ``celery worker`` with the command docker-compose.yml runs, its environment naming the same
+   test database, Redis database and media directory;
+4. restores everything afterwards. The unit tests' SQLite connection object is set aside and put
+   back, never closed: closing an in-memory SQLite test database would erase it.
+
+Rejected: running pytest twice with different environments (a plain ``pytest`` would then run these
+on SQLite), and PostgreSQL for every test (the issue wants unit tests on SQLite).
+
+Rows must be committed for the worker to see them, so tests use ``transactional_db``
+(``integration_db`` below). A missing PostgreSQL or Redis fails every test here with the reason and the
+fix; nothing is ever skipped.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .harness import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_REDIS_URL,
+    RedisClaim,
+    ServiceUnavailable,
+    WorkerProcess,
+    claim_redis_db,
+    compose_command,
+    database_url_for,
+    require_postgres,
+)
+
+# TensorFlow import plus model load on a busy 2-core machine.
+WORKER_READY_TIMEOUT_S = 180
+
+
+def _postgres_settings(template: dict, database_url: str) -> dict:
+    """``template`` (Django's filled-in defaults) with the connection replaced by ``database_url``."""
+    import dj_database_url
+
+    parsed = dj_database_url.parse(database_url)
+    if parsed["ENGINE"] != "django.db.backends.postgresql":
+        pytest.fail(f"INTEGRATION_DATABASE_URL must name PostgreSQL, got {parsed['ENGINE']}.", pytrace=False)
+    merged = {**template, **parsed, "CONN_MAX_AGE": 0, "OPTIONS": parsed.get("OPTIONS", {})}
+    merged["TEST"] = {**template.get("TEST", {}), "NAME": f"test_{parsed['NAME']}_{os.getpid()}"}
+    return merged
+
+
+@pytest.fixture(scope="package")
+def django_db_setup(
+    request: pytest.FixtureRequest,
+    django_test_environment: None,
+    django_db_blocker,
+) -> Iterator[None]:
+    from django.conf import settings
+    from django.db import connections
+    from django.test.utils import setup_databases, teardown_databases
+
+    database_url = os.environ.get("INTEGRATION_DATABASE_URL", DEFAULT_DATABASE_URL)
+    try:
+        require_postgres(database_url)
+    except ServiceUnavailable as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+
+    original_settings = settings.DATABASES["default"]
+    original_connection = connections["default"]
+    # settings.DATABASES and connections.settings are the same dict; new threads read it too.
+    settings.DATABASES["default"] = _postgres_settings(original_settings, database_url)
+    connections["default"] = connections.create_connection("default")
+    try:
+        with django_db_blocker.unblock():
+            old_config = setup_databases(
+                verbosity=request.config.option.verbose,
+                interactive=False,
+                aliases={"default"},
+                serialized_aliases=set(),
+            )
+        try:
+            yield
+        finally:
+            with django_db_blocker.unblock():
+                teardown_databases(old_config, verbosity=request.config.option.verbose)
+    finally:
+        connections["default"].close()
+        settings.DATABASES["default"] = original_settings
+        connections["default"] = original_connection
+
+
+@pytest.fixture(scope="package")
+def redis_claim() -> Iterator[RedisClaim]:
+    try:
+        claim = claim_redis_db(os.environ.get("INTEGRATION_REDIS_URL", DEFAULT_REDIS_URL))
+    except ServiceUnavailable as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+    yield claim
+    claim.release()
+
+
+@pytest.fixture(scope="package")
+def integration_media_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One media directory shared by this process (uploads) and the worker (reads them)."""
+    from django.test import override_settings
+
+    media_root = tmp_path_factory.mktemp("integration-media")
+    override = override_settings(MEDIA_ROOT=media_root)
+    override.enable()
+    yield media_root
+    override.disable()
+
+
+@pytest.fixture(scope="package")
+def celery_publisher(redis_claim: RedisClaim) -> Iterator[str]:
+    """Make this process publish tasks to the claimed Redis database instead of running them eagerly."""
+    from django.test import override_settings
+
+    from accesscontrol.celery import app
+
+    saved = {key: app.conf[key] for key in ("broker_url", "task_always_eager")}
+    override = override_settings(CELERY_BROKER_URL=redis_claim.url, CELERY_TASK_ALWAYS_EAGER=False)
+    override.enable()
+    app.conf.update(broker_url=redis_claim.url, task_always_eager=False)
+    _drop_broker_connections(app)
+    yield redis_claim.url
+    app.conf.update(saved)
+    _drop_broker_connections(app)
+    override.disable()
+
+
+def _drop_broker_connections(app) -> None:
+    # Pools are built lazily from broker_url on first publish; a pool made before the switch would
+    # keep talking to the old broker.
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture(scope="package")
+def celery_worker(
+    django_db_setup: None,
+    celery_publisher: str,
+    integration_media_root: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WorkerProcess]:
+    """A real worker process, started with docker-compose.yml's worker command, stopped at teardown."""
+    from django.conf import settings
+    from django.db import connections
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTEST_VERSION"}
+    env.update(
+        # The worker runs as production does (DEBUG off), so secret and hosts are given explicitly.
+        DEBUG="0",
+        SECRET_KEY=settings.SECRET_KEY,
+        ALLOWED_HOSTS=",".join(settings.ALLOWED_HOSTS),
+        DATABASE_URL=database_url_for(connections["default"].settings_dict),
+        CELERY_BROKER_URL=celery_publisher,
+        MEDIA_ROOT=str(integration_media_root),
+        DJANGO_SETTINGS_MODULE="accesscontrol.settings",
+        PYTHONUNBUFFERED="1",
+        # `celery` must be this interpreter's, whichever environment runs the tests.
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    command = [*compose_command("worker"), "--hostname", f"integration-{os.getpid()}@%h"]
+    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
+    worker = WorkerProcess(command, env, log_path)
+    try:
+        worker.wait_until_ready(WORKER_READY_TIMEOUT_S)
+    except RuntimeError as exc:
+        worker.stop()
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def integration_db(transactional_db: None, celery_worker: WorkerProcess) -> WorkerProcess:
+    """Committed database rows plus the running worker; every integration test starts here."""
+    return celery_worker
