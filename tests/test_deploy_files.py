@@ -1,0 +1,149 @@
+"""Static checks of the deployment files: no Docker engine runs here, so nothing is built or started.
+
+What this proves: docker-compose.yml has the services, healthchecks, start order and named volumes
+the README promises; web and worker share one image; bin/demo runs the same commands (the integration
+harness reads them from this very file, tests/integration/harness.py:compose_command); the Dockerfile
+installs the project as the README does and drops root.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict) -> dict:
+    return compose["services"]
+
+
+def _command(service: dict) -> list[str]:
+    command = service["command"]
+    assert isinstance(command, list), "commands are exec-form lists, so no shell re-parses them"
+    return command
+
+
+def test_compose_defines_web_worker_broker_database_and_migration(services: dict) -> None:
+    assert set(services) == {"db", "redis", "migrate", "web", "worker"}
+
+
+@pytest.mark.parametrize("name", ["db", "redis", "web", "worker"])
+def test_long_running_services_have_healthchecks(services: dict, name: str) -> None:
+    check = services[name]["healthcheck"]
+    assert check["test"][0] in {"CMD", "CMD-SHELL"}
+    assert check["interval"] and check["retries"] >= 1
+
+
+def test_database_healthcheck_asks_postgres_itself(services: dict) -> None:
+    assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
+
+
+def test_redis_healthcheck_pings_redis(services: dict) -> None:
+    assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
+
+
+@pytest.mark.parametrize("name", ["web", "worker"])
+def test_app_processes_start_after_healthy_backends_and_finished_migrations(services: dict, name: str) -> None:
+    depends = services[name]["depends_on"]
+    assert depends["db"] == {"condition": "service_healthy"}
+    assert depends["redis"] == {"condition": "service_healthy"}
+    assert depends["migrate"] == {"condition": "service_completed_successfully"}
+
+
+def test_migrations_run_once_per_start_against_a_healthy_database(services: dict) -> None:
+    migrate = services["migrate"]
+    assert _command(migrate) == ["python", "manage.py", "migrate", "--noinput"]
+    assert (REPO / "manage.py").is_file()
+    assert migrate["depends_on"]["db"] == {"condition": "service_healthy"}
+    assert migrate["restart"] == "no", "a one-shot job must not be restarted after it succeeds"
+
+
+def test_web_worker_and_migrate_share_one_image_and_one_environment(services: dict) -> None:
+    app_services = [services[name] for name in ("web", "worker", "migrate")]
+    assert {service["image"] for service in app_services} == {"accesscontrol:latest"}
+    assert {service["build"] for service in app_services} == {"."}
+    environments = [service["environment"] for service in app_services]
+    assert environments[0] == environments[1] == environments[2]
+
+
+def test_environment_is_production_with_a_required_secret(services: dict) -> None:
+    env = services["web"]["environment"]
+    assert env["DEBUG"] == "0"
+    assert env["SECRET_KEY"].startswith("${SECRET_KEY:?"), "compose must refuse to start without SECRET_KEY"
+    assert "@db:5432/" in env["DATABASE_URL"] and env["DATABASE_URL"].startswith("postgres://")
+    assert env["CELERY_BROKER_URL"].startswith("redis://redis:6379/")
+
+
+def test_every_compose_variable_is_a_documented_setting(services: dict) -> None:
+    import accesscontrol.settings as settings_module
+
+    for name in services["web"]["environment"]:
+        assert f"``{name}``" in settings_module.__doc__, f"{name} is not documented in accesscontrol/settings.py"
+
+
+def test_database_and_media_live_in_named_volumes(compose: dict, services: dict) -> None:
+    assert {"db-data", "media"} <= set(compose["volumes"])
+    assert "db-data:/var/lib/postgresql/data" in services["db"]["volumes"]
+    for name in ("web", "worker"):
+        media_root = services[name]["environment"]["MEDIA_ROOT"]
+        assert f"media:{media_root}" in services[name]["volumes"], f"{name} must share the media volume"
+
+
+def test_worker_is_scalable(services: dict) -> None:
+    worker = services["worker"]
+    # A fixed name or a published port would make `--scale worker=N` fail on the second container.
+    assert "container_name" not in worker and "ports" not in worker
+    assert "container_name" not in services["web"]
+
+
+def test_worker_command_is_a_celery_worker_for_this_project(services: dict) -> None:
+    command = _command(services["worker"])
+    assert command[:4] == ["celery", "-A", "accesscontrol", "worker"]
+    assert command[command.index("--concurrency") + 1] == "1", "one process per container: scale by containers"
+
+
+def test_web_command_serves_the_projects_wsgi_application(services: dict) -> None:
+    command = _command(services["web"])
+    assert command[0] == "gunicorn"
+    module_name, _, attribute = command[1].partition(":")
+    module = __import__(module_name, fromlist=[attribute])
+    assert callable(getattr(module, attribute))
+    assert command[command.index("--bind") + 1] == "0.0.0.0:8000"
+
+
+def test_demo_runs_the_same_worker_and_web_commands(services: dict) -> None:
+    demo = (REPO / "bin" / "demo").read_text()
+    worker = " ".join(_command(services["worker"]))
+    assert worker in demo, f"bin/demo must start the worker as compose does: {worker}"
+    assert " ".join(_command(services["web"])[:2]) in demo
+
+
+def test_dockerfile_uses_slim_python_installs_like_the_readme_and_drops_root() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
+    assert "pip install --no-deps -e ." in dockerfile
+    assert "pyproject.toml" in dockerfile, "dependencies come from pyproject.toml, not a second list"
+    users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}
+
+
+def test_dockerfile_default_command_is_the_compose_web_command(services: dict) -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)
+    assert cmd is not None
+    assert json.loads(cmd.group(1)) == _command(services["web"])
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "db.sqlite3", "media/"} <= set(ignored)
