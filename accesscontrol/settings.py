@@ -1,0 +1,223 @@
+"""Settings for the access-control service. Every value comes from an environment variable.
+
+Production differs from development only by environment. With ``DEBUG`` off there is no default
+secret key and no open host list: the process refuses to start without them.
+
+Environment variables (default in brackets):
+
+- ``DEBUG`` [off]: development mode. Enables the dev-only defaults below.
+- ``SECRET_KEY`` [required when DEBUG is off; a fixed dev key when on, or under pytest]: Django's
+  signing key.
+- ``ALLOWED_HOSTS`` [required when DEBUG is off; ``localhost,127.0.0.1,[::1],testserver`` when on]:
+  comma-separated host names.
+- ``CSRF_TRUSTED_ORIGINS`` [empty]: comma-separated origins (``https://door.example.org``) for the admin
+  behind a TLS proxy.
+- ``DATABASE_URL`` [``sqlite:///<repo>/db.sqlite3``]: e.g. ``postgres://user:pass@db:5432/accesscontrol``.
+- ``DATABASE_CONN_MAX_AGE`` [60]: seconds a database connection is reused.
+- ``CELERY_BROKER_URL`` [empty]: e.g. ``redis://redis:6379/0``. Empty runs tasks in-process
+  (``CELERY_TASK_ALWAYS_EAGER``), which is only sensible on a laptop.
+- ``CELERY_TASK_SOFT_TIME_LIMIT`` [30] / ``CELERY_TASK_TIME_LIMIT`` [60]: seconds per task.
+- ``CELERY_WORKER_CONCURRENCY`` [unset: Celery's default, one process per core].
+- ``MEDIA_ROOT`` [``<repo>/media``]: reference photos, face crops and snapshots (served to staff only).
+- ``STATIC_ROOT`` [``<repo>/staticfiles``]: where ``collectstatic`` puts the admin and API-docs assets.
+- ``SERVE_STATIC`` [on]: let Django serve ``STATIC_ROOT`` itself (no separate web server needed).
+- ``FACE_MODEL_PATH`` [empty: the model shipped in ``ml/``]: a model directory to load instead.
+- ``UPLOAD_MAX_BYTES`` [10_000_000]: largest accepted image upload.
+- ``IMAGE_MAX_PIXELS`` [25_000_000]: largest accepted width x height, checked before decoding.
+- ``CHECKIN_STUCK_AFTER_SECONDS`` [300]: a check-in pending/processing longer than this is re-queued by
+  ``manage.py sweep_checkins``.
+- ``CHECKIN_MAX_ATTEMPTS`` [5]: processing attempts (transient errors) before a check-in is marked failed.
+- ``API_RATE_LIMIT`` [``120/min``]: requests per device token (DRF throttle syntax).
+- ``SECURE_SSL_REDIRECT`` [off]: redirect HTTP to HTTPS.
+- ``SECURE_PROXY_SSL_HEADER`` [empty]: set to ``HTTP_X_FORWARDED_PROTO`` behind a TLS-terminating proxy.
+- ``SESSION_COOKIE_SECURE`` / ``CSRF_COOKIE_SECURE`` [on when DEBUG is off]: cookies over HTTPS only.
+- ``SECURE_HSTS_SECONDS`` [0], ``SECURE_HSTS_INCLUDE_SUBDOMAINS`` [off], ``SECURE_HSTS_PRELOAD`` [off].
+- ``LOG_LEVEL`` [INFO].
+
+``manage.py check --deploy`` passes with ``DEBUG`` off, ``SECRET_KEY`` (50+ random characters),
+``ALLOWED_HOSTS``, ``SECURE_SSL_REDIRECT=1`` and ``SECURE_HSTS_SECONDS=31536000``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from accesscontrol.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", False)
+# pytest exports PYTEST_VERSION for its whole run (before any settings import). A test session gets
+# the throwaway development secret and hosts, but keeps DEBUG off so tests see production behaviour.
+_DEV_DEFAULTS = DEBUG or "PYTEST_VERSION" in os.environ
+
+# A fixed key is only tolerable for a laptop or a test run; production must provide its own.
+_DEV_SECRET_KEY = "dev-only-insecure-key-never-used-when-debug-is-off-0123456789"
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY if _DEV_DEFAULTS else None, required=not _DEV_DEFAULTS)
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"] if _DEV_DEFAULTS else [])
+if not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off.")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "verification",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "accesscontrol.urls"
+WSGI_APPLICATION = "accesscontrol.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
+
+# Biometric images: never exposed by a public URL; `verification.views.media` serves them to staff.
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+
+# --- Limits on uploads (checked in the web process before anything is queued) ---
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 10_000_000, minimum=1)
+IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 25_000_000, minimum=1)
+# Django keeps uploads up to this size in memory; bigger ones spool to a temp file.
+FILE_UPLOAD_MAX_MEMORY_SIZE = min(UPLOAD_MAX_BYTES, 5_000_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_500_000
+
+# --- The face model and check-in processing ---
+FACE_MODEL_PATH = env_str("FACE_MODEL_PATH", "")
+CHECKIN_STUCK_AFTER_SECONDS = env_int("CHECKIN_STUCK_AFTER_SECONDS", 300, minimum=1)
+CHECKIN_MAX_ATTEMPTS = env_int("CHECKIN_MAX_ATTEMPTS", 5, minimum=1)
+
+# --- Celery ---
+_broker_url = env_str("CELERY_BROKER_URL", "")
+# No broker: run tasks in the calling process (a laptop without Redis). Never in production.
+CELERY_TASK_ALWAYS_EAGER = _broker_url == ""
+# Eager tasks never touch a broker; the in-memory transport just keeps kombu from guessing localhost.
+CELERY_BROKER_URL = _broker_url or "memory://"
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A task is acknowledged only after it finished; a killed worker's task goes back to the queue.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Verification is long CPU work: one message at a time per process keeps the queue fair.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 30, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60, minimum=2)
+if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must exceed CELERY_TASK_SOFT_TIME_LIMIT.")
+_worker_concurrency = env_int("CELERY_WORKER_CONCURRENCY", 0, minimum=0)
+if _worker_concurrency:
+    CELERY_WORKER_CONCURRENCY = _worker_concurrency
+# Redis redelivers an unacknowledged task after this many seconds; longer than any task may run.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": max(3600, CELERY_TASK_TIME_LIMIT * 2)}
+# A broker that is down must not hang the request: give up quickly, the sweep re-queues later.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- REST API ---
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["verification.api.authentication.DeviceTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["verification.api.permissions.IsDevice"],
+    "DEFAULT_THROTTLE_CLASSES": ["verification.api.throttling.DeviceRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"device": API_RATE_LIMIT},
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.MultiPartParser", "rest_framework.parsers.FormParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "verification.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Access control API",
+    "DESCRIPTION": "Door devices submit face snapshots and read the verification decision.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Offline assets: the docs page works without internet access.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+
+# --- Security (production defaults: secure cookies; HSTS and redirect opt-in behind TLS) ---
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER", "")
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = (_proxy_header, "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

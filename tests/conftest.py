@@ -1,0 +1,138 @@
+"""Shared fixtures: media in a temp dir, persona clients, a fake model boundary, image bytes.
+
+The fake replaces ``verification.inference`` (the only bridge to ``ml``): these tests are about the
+service's rules, not the model; the real model is exercised by the integration tests.
+"""
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+from rest_framework.test import APIClient
+
+from verification import inference, services
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), mode: str = "RGB", colour=(200, 150, 120)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour if mode in ("RGB", "RGBA") else 128).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def upload(data: bytes | None = None, name: str = "face.jpg", content_type: str = "image/jpeg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, image_bytes() if data is None else data, content_type=content_type)
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _no_throttle_state():
+    # Throttle counters live in the cache; start each test from zero.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@dataclass
+class FakeInference:
+    """Stands in for the model: fixed version/threshold, scripted face outcome and scores."""
+
+    version: str = "fake-1"
+    threshold: float = 0.5
+    reject_reason: str | None = None
+    scores: list[float] = field(default_factory=lambda: [0.9])
+    calls: Counter = field(default_factory=Counter)
+    error: BaseException | None = None
+
+    def model_info(self) -> inference.ModelInfo:
+        self.calls["model_info"] += 1
+        return inference.ModelInfo(version=self.version, threshold=self.threshold)
+
+    def embed_face(self, data: bytes) -> inference.FaceEmbedding:
+        self.calls["embed_face"] += 1
+        if self.error is not None:
+            raise self.error
+        if self.reject_reason:
+            raise inference.FaceRejected(self.reject_reason, timings={"decode_ms": 1.0})
+        return inference.FaceEmbedding(
+            crop=np.full((100, 100, 3), 128, dtype=np.uint8),
+            embedding=np.full(8, 0.5, dtype=np.float32),
+            timings={"decode_ms": 1.0, "detect_ms": 2.0, "embed_ms": 3.0},
+        )
+
+    def score(self, probe: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, float]:
+        self.calls["score"] += 1
+        values = (self.scores * len(references))[: len(references)]
+        return np.asarray(values, dtype=np.float32), 0.25
+
+
+@pytest.fixture
+def fake_model(monkeypatch) -> FakeInference:
+    fake = FakeInference()
+    monkeypatch.setattr(inference, "model_info", fake.model_info)
+    monkeypatch.setattr(inference, "embed_face", fake.embed_face)
+    monkeypatch.setattr(inference, "score", fake.score)
+    return fake
+
+
+@pytest.fixture
+def person(db):
+    return services.person_create(name="Ada Lovelace", external_id="B-1001")
+
+
+@pytest.fixture
+def enrolled_person(person, fake_model, django_capture_on_commit_callbacks):
+    """A person with one ready reference (embedded by the fake model through the real task path)."""
+    with django_capture_on_commit_callbacks(execute=True):
+        services.reference_add(person=person, image_file=upload())
+    return person
+
+
+@pytest.fixture
+def device_and_token(db):
+    return services.device_create(name="front-door")
+
+
+@pytest.fixture
+def device(device_and_token):
+    return device_and_token[0]
+
+
+@pytest.fixture
+def other_device_and_token(db):
+    return services.device_create(name="back-door")
+
+
+@pytest.fixture
+def anonymous_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def device_client(device_and_token) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {device_and_token[1]}")
+    return client
+
+
+@pytest.fixture
+def other_device_client(other_device_and_token) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {other_device_and_token[1]}")
+    return client
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("officer", "officer@example.org", "pw-not-used-123")
+    client.force_login(user)
+    return client

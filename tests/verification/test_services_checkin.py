@@ -1,0 +1,186 @@
+"""checkin_submit / checkin_process / checkin_decide with the model boundary faked."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.conftest import upload
+from verification import services
+from verification.audit import audit_verify
+from verification.errors import InvalidImage
+from verification.models import AuditEntry, CheckIn, ReferenceImage
+
+pytestmark = pytest.mark.django_db
+
+
+def submit(device, external_id="B-1001", data=None) -> CheckIn:
+    return services.checkin_submit(device=device, person_external_id=external_id, snapshot_file=upload(data))
+
+
+def test_submit_stores_pending_row_and_queues_after_commit(device, person, django_capture_on_commit_callbacks, monkeypatch):
+    queued = []
+    monkeypatch.setattr(services, "_enqueue", lambda name, object_id: queued.append((name, object_id)) or True)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        checkin = submit(device)
+        assert queued == []  # nothing queued before commit
+    checkin.refresh_from_db()
+    assert checkin.status == CheckIn.Status.PENDING
+    assert checkin.person == person
+    assert checkin.snapshot.name.startswith("snapshots/")
+    for callback in callbacks:
+        callback()
+    assert queued == [("checkin_process_task", checkin.pk)]
+
+
+def test_submit_with_broker_down_keeps_the_row_pending(device, django_capture_on_commit_callbacks, monkeypatch):
+    from verification import tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("redis is down")
+
+    monkeypatch.setattr(tasks.checkin_process_task, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        checkin = submit(device)
+    checkin.refresh_from_db()
+    assert checkin.status == CheckIn.Status.PENDING
+
+
+def test_submit_refuses_non_image_and_stores_nothing(device):
+    with pytest.raises(InvalidImage) as caught:
+        submit(device, data=b"not an image at all")
+    assert caught.value.code == "unreadable_image"
+    assert CheckIn.objects.count() == 0
+
+
+def test_genuine_checkin_is_decided_1_with_audit_entry(device, enrolled_person, fake_model):
+    fake_model.scores = [0.3, 0.8]  # the second reference is the best match
+    reference_two = services.reference_add(person=enrolled_person, image_file=upload())
+    services.reference_embed(reference_id=reference_two.pk)
+    checkin = submit(device)
+
+    services.checkin_process(checkin_id=checkin.pk)
+
+    checkin.refresh_from_db()
+    assert checkin.status == CheckIn.Status.DECIDED
+    assert checkin.decision == 1
+    assert checkin.reason == ""
+    assert checkin.score == pytest.approx(0.8)
+    assert checkin.threshold == 0.5
+    assert checkin.model_version == "fake-1"
+    assert checkin.best_reference_id == reference_two.pk
+    assert {"decode_ms", "detect_ms", "embed_ms", "score_ms", "total_ms"} <= set(checkin.timings)
+    entry = AuditEntry.objects.get(checkin=checkin)
+    assert (entry.kind, entry.decision, entry.person_external_id, entry.device_name) == ("decision", 1, "B-1001", "front-door")
+    assert entry.person_name == "Ada Lovelace"
+    assert audit_verify() == (AuditEntry.objects.count(), None)
+
+
+def test_impostor_below_threshold_is_decided_0_no_match(device, enrolled_person, fake_model):
+    fake_model.scores = [0.2]
+    checkin = submit(device)
+    services.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert (checkin.decision, checkin.reason) == (0, "no_match")
+    assert AuditEntry.objects.get(checkin=checkin).reason == "no_match"
+
+
+@pytest.mark.parametrize("reason", ["no_face", "multiple_faces", "unreadable_image"])
+def test_unusable_snapshot_is_decided_0_with_the_face_reason(device, enrolled_person, fake_model, reason):
+    fake_model.reject_reason = reason
+    checkin = submit(device)
+    services.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert (checkin.status, checkin.decision, checkin.reason) == ("decided", 0, reason)
+    assert fake_model.calls["score"] == 0
+
+
+def test_unknown_person_is_decided_0_without_embedding(device, fake_model):
+    checkin = submit(device, external_id="NOBODY")
+    services.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert (checkin.decision, checkin.reason) == (0, "unknown_person")
+    assert fake_model.calls["embed_face"] == 0
+    assert AuditEntry.objects.get(checkin=checkin).person_external_id == "NOBODY"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"is_active": False},
+        {"valid_from": timezone.now() + timedelta(days=1)},
+        {"valid_until": timezone.now() - timedelta(days=1)},
+    ],
+    ids=["inactive", "not-yet-valid", "expired"],
+)
+def test_inactive_or_out_of_validity_person_is_decided_0_inactive_person(device, enrolled_person, fake_model, change):
+    for name, value in change.items():
+        setattr(enrolled_person, name, value)
+    enrolled_person.save()
+    checkin = submit(device)
+    services.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert (checkin.decision, checkin.reason) == (0, "inactive_person")
+
+
+def test_person_without_ready_references_is_decided_0_no_references(device, person, fake_model):
+    services.reference_add(person=person, image_file=upload())  # still pending: never embedded
+    checkin = submit(device)
+    services.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert (checkin.decision, checkin.reason) == (0, "no_references")
+
+
+def test_references_of_another_model_version_are_not_used(device, enrolled_person, fake_model):
+    fake_model.version = "fake-2"
+    checkin = submit(device)
+    services.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert checkin.reason == "no_references"
+
+
+def test_processing_twice_decides_once(device, enrolled_person, fake_model):
+    checkin = submit(device)
+    services.checkin_process(checkin_id=checkin.pk)
+    services.checkin_process(checkin_id=checkin.pk)
+    services.checkin_process(checkin_id=checkin.pk, reclaim=True)
+    assert AuditEntry.objects.filter(checkin=checkin).count() == 1
+    assert fake_model.calls["embed_face"] == 1 + 1  # one reference at enrolment, one snapshot
+
+
+def test_claimed_row_is_not_processed_by_a_second_worker(device, enrolled_person, fake_model):
+    checkin = submit(device)
+    CheckIn.objects.filter(pk=checkin.pk).update(status=CheckIn.Status.PROCESSING, started_at=timezone.now())
+    services.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert checkin.status == CheckIn.Status.PROCESSING
+    assert not AuditEntry.objects.filter(checkin=checkin).exists()
+
+
+def test_decide_on_a_decided_row_changes_nothing(device, enrolled_person, fake_model):
+    checkin = submit(device)
+    services.checkin_process(checkin_id=checkin.pk)
+    assert services.checkin_decide(checkin_id=checkin.pk, decision=0, reason="no_match") is False
+    checkin.refresh_from_db()
+    assert checkin.decision == 1
+    assert AuditEntry.objects.filter(checkin=checkin, kind="decision").count() == 1
+
+
+def test_database_refuses_a_second_decision_row_for_one_checkin(device, enrolled_person, fake_model):
+    from django.db import IntegrityError, transaction
+
+    from verification.audit import audit_append
+
+    checkin = submit(device)
+    services.checkin_process(checkin_id=checkin.pk)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        audit_append(kind="decision", checkin_id=checkin.pk, decision=0, reason="no_match")
+
+
+def test_database_refuses_a_decided_row_without_decision(device):
+    from django.db import IntegrityError, transaction
+
+    checkin = submit(device)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CheckIn.objects.filter(pk=checkin.pk).update(status=CheckIn.Status.DECIDED, decided_at=timezone.now())

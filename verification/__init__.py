@@ -1,0 +1,1 @@
+"""The access-control app: people, reference photos, devices, check-ins and the audit log."""

@@ -1,0 +1,54 @@
+"""``Authorization: Token <token>`` checked against the hashed device tokens."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from verification import selectors
+from verification.models import Device
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DevicePrincipal:
+    """``request.user`` for a device: DRF asks it whether it is authenticated."""
+
+    device: Device
+    is_authenticated: bool = True
+    is_anonymous: bool = False
+
+    @property
+    def pk(self) -> int:
+        return self.device.pk
+
+    def __str__(self) -> str:
+        return f"device:{self.device.name}"
+
+
+class DeviceTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Token"
+
+    def authenticate(self, request: Request) -> tuple[DevicePrincipal, Device] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Invalid token header: use 'Token <token>'.")
+        try:
+            raw_token = header[1].decode()
+        except UnicodeError:
+            raise exceptions.AuthenticationFailed("Invalid token header: the token is not text.") from None
+        device = selectors.device_by_token(raw_token=raw_token)
+        if device is None:
+            # Unknown and revoked tokens look the same to the caller; the log says which prefix.
+            logger.warning("rejected device token %s... from %s", raw_token[:8], request.META.get("REMOTE_ADDR"))
+            raise exceptions.AuthenticationFailed("Unknown or revoked token.")
+        return DevicePrincipal(device), device
+
+    def authenticate_header(self, request: Request) -> str:
+        # Makes DRF answer 401 (with WWW-Authenticate) rather than 403.
+        return self.keyword

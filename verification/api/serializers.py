@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from verification.models import CheckIn
+
+MAX_WAIT_SECONDS = 10
+
+
+class CheckInSubmitSerializer(serializers.Serializer):
+    snapshot = serializers.FileField(allow_empty_file=True, help_text="JPEG/PNG photo from the door camera.")
+    person = serializers.CharField(max_length=64, trim_whitespace=True, help_text="Claimed person's external ID.")
+    wait = serializers.FloatField(
+        required=False,
+        default=0,
+        min_value=0,
+        max_value=MAX_WAIT_SECONDS,
+        help_text="Seconds to wait for the decision (0-10); 0 answers 202 at once.",
+    )
+
+
+class CheckInSerializer(serializers.ModelSerializer):
+    person = serializers.CharField(source="claimed_external_id", help_text="Claimed person's external ID.")
+    device = serializers.CharField(source="device.name")
+    decision = serializers.IntegerField(allow_null=True, help_text="1 admitted, 0 refused, null undecided.")
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CheckIn
+        fields = [
+            "id", "url", "status", "decision", "score", "threshold", "reason", "model_version",
+            "person", "device", "created_at", "decided_at", "timings",
+        ]
+        read_only_fields = fields
+
+    def get_url(self, obj: CheckIn) -> str:
+        return reverse("api-checkin-detail", kwargs={"pk": obj.pk}, request=self.context.get("request"))

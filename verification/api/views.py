@@ -1,0 +1,84 @@
+"""Check-in endpoints. Input serializer -> service -> output serializer; no rules here."""
+from __future__ import annotations
+
+import time
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from verification import selectors, services
+from verification.api.serializers import CheckInSerializer, CheckInSubmitSerializer
+from verification.models import CheckIn
+
+POLL_INTERVAL_SECONDS = 0.05
+FINAL_STATUSES = (CheckIn.Status.DECIDED, CheckIn.Status.FAILED)
+ALLOWED_BODY_FIELDS = {"snapshot", "person", "wait"}
+ALLOWED_QUERY_FIELDS = {"wait"}
+
+
+def _reject_unknown_fields(request: Request) -> None:
+    unknown_body = sorted(set(request.data.keys()) - ALLOWED_BODY_FIELDS)
+    unknown_query = sorted(set(request.query_params.keys()) - ALLOWED_QUERY_FIELDS)
+    if unknown_body or unknown_query:
+        raise ValidationError({"unknown_fields": unknown_body + unknown_query})
+
+
+def _wait_for_decision(*, checkin_id: int, seconds: float) -> CheckIn:
+    deadline = time.monotonic() + seconds
+    while True:
+        checkin = CheckIn.objects.select_related("device").get(pk=checkin_id)
+        if checkin.status in FINAL_STATUSES or time.monotonic() >= deadline:
+            return checkin
+        time.sleep(POLL_INTERVAL_SECONDS)
+
+
+class CheckInCreateView(APIView):
+    @extend_schema(
+        operation_id="checkins_create",
+        request={"multipart/form-data": CheckInSubmitSerializer},
+        parameters=[OpenApiParameter("wait", float, description="Same as the body field `wait`.")],
+        responses={
+            200: OpenApiResponse(CheckInSerializer, description="Decided (or failed) within `wait`."),
+            202: OpenApiResponse(CheckInSerializer, description="Stored and queued; poll `url`."),
+            400: OpenApiResponse(description="Missing or invalid field, unknown field, not an image."),
+            401: OpenApiResponse(description="Missing, unknown or revoked token."),
+            503: OpenApiResponse(description="Could not store the check-in; retry after `Retry-After`."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        _reject_unknown_fields(request)
+        data = {key: request.data[key] for key in request.data}
+        if "wait" not in data and "wait" in request.query_params:
+            data["wait"] = request.query_params["wait"]
+        submitted = CheckInSubmitSerializer(data=data)
+        submitted.is_valid(raise_exception=True)
+        checkin = services.checkin_submit(
+            device=request.auth,
+            person_external_id=submitted.validated_data["person"],
+            snapshot_file=submitted.validated_data["snapshot"],
+        )
+        checkin = _wait_for_decision(checkin_id=checkin.pk, seconds=submitted.validated_data["wait"])
+        body = CheckInSerializer(checkin, context={"request": request}).data
+        if checkin.status in FINAL_STATUSES:
+            return Response(body, status=status.HTTP_200_OK)
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+
+class CheckInDetailView(APIView):
+    @extend_schema(
+        operation_id="checkins_retrieve",
+        responses={200: CheckInSerializer, 401: OpenApiResponse(description="No valid token."),
+                   404: OpenApiResponse(description="No such check-in for this device.")},
+    )
+    def get(self, request: Request, pk: str) -> Response:
+        # Another device's check-in is indistinguishable from a missing one.
+        if not pk.isdigit():
+            raise NotFound("No such check-in.")
+        checkin = selectors.checkins_for_device(device=request.auth).filter(pk=int(pk)).first()
+        if checkin is None:
+            raise NotFound("No such check-in.")
+        return Response(CheckInSerializer(checkin, context={"request": request}).data)

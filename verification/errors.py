@@ -1,0 +1,36 @@
+"""Domain errors. The API renders them as {"code", "message", "detail"}; the admin as form errors."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A request the service refuses; ``code`` is stable and machine-readable."""
+
+    code = "invalid"
+    status = 400
+
+    def __init__(self, message: str, *, code: str | None = None, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.detail = detail if detail is not None else {}
+
+
+class InvalidImage(DomainError):
+    """Empty, too big, not an image, truncated, or too many pixels."""
+
+    code = "invalid_image"
+
+
+class DeviceRevoked(DomainError):
+    code = "device_revoked"
+    status = 401
+
+
+class ServiceUnavailable(DomainError):
+    """The check-in could not even be stored; the device should retry later."""
+
+    code = "unavailable"
+    status = 503

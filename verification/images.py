@@ -1,0 +1,77 @@
+"""Checks on uploaded images in the web process, before anything is stored or queued.
+
+Pillow reads only the header first (format, width, height), so a decompression bomb is refused
+before a single pixel is decoded; only then is the image decoded once to catch truncated files.
+The worker decodes again with ``ml.decode_image`` under the same pixel limit.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import IO
+
+from PIL import Image, UnidentifiedImageError
+
+from verification.errors import InvalidImage
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+def _size_of(file: IO[bytes]) -> int:
+    size = getattr(file, "size", None)
+    if size is None:
+        position = file.tell()
+        file.seek(0, 2)
+        size = file.tell()
+        file.seek(position)
+    return int(size)
+
+
+def validate_image(file: IO[bytes], *, max_bytes: int, max_pixels: int) -> ImageInfo:
+    """Raise ``InvalidImage`` with a specific code unless ``file`` is a decodable image within limits."""
+    size = _size_of(file)
+    if size == 0:
+        raise InvalidImage("The image file is empty.", code="empty_file")
+    if size > max_bytes:
+        raise InvalidImage(
+            f"The image file is {size} bytes; the limit is {max_bytes}.",
+            code="file_too_large",
+            detail={"size_bytes": size, "max_bytes": max_bytes},
+        )
+    file.seek(0)
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit applies below; Pillow's bomb warning would only duplicate it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                fmt, (width, height) = image.format or "", image.size
+                if fmt not in ALLOWED_FORMATS:
+                    raise InvalidImage(
+                        f"Unsupported image format {fmt or 'unknown'}; use JPEG or PNG.",
+                        code="unsupported_format",
+                        detail={"format": fmt},
+                    )
+                if width * height > max_pixels:
+                    raise InvalidImage(
+                        f"The image is {width}x{height} pixels; the limit is {max_pixels} pixels.",
+                        code="image_too_large",
+                        detail={"width": width, "height": height, "max_pixels": max_pixels},
+                    )
+                image.load()
+    except InvalidImage:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidImage("The image has too many pixels.", code="image_too_large", detail={"error": str(exc)}) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImage("The file is not a readable image.", code="unreadable_image", detail={"error": str(exc)}) from exc
+    finally:
+        file.seek(0)
+    return ImageInfo(format=fmt, width=width, height=height, size_bytes=size)

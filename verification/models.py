@@ -1,0 +1,303 @@
+"""Data model. Rules about writes live in ``services.py``; here only fields and invariants.
+
+Embeddings are stored as raw little-endian float32 bytes (``embedding_dim`` values); they are
+written once at enrolment so a check-in never re-embeds a reference.
+"""
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePath
+
+from django.db import models
+from django.db.models import Q
+
+
+class AuditLogImmutable(Exception):
+    """Raised on any attempt to change or delete an audit entry through the ORM."""
+
+
+def _random_name(folder: str, filename: str) -> str:
+    # Random names: a file path must not reveal who is in the photo.
+    suffix = PurePath(filename).suffix.lower()[:8] or ".bin"
+    return f"{folder}/{uuid.uuid4().hex}{suffix}"
+
+
+def reference_upload_to(instance: models.Model, filename: str) -> str:
+    return _random_name("references", filename)
+
+
+def face_upload_to(instance: models.Model, filename: str) -> str:
+    return _random_name("faces", filename)
+
+
+def snapshot_upload_to(instance: models.Model, filename: str) -> str:
+    return _random_name("snapshots", filename)
+
+
+class TimeStamped(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Person(TimeStamped):
+    name = models.CharField(max_length=200)
+    external_id = models.CharField(
+        max_length=64, unique=True, help_text="Badge number or other ID the door device sends."
+    )
+    is_active = models.BooleanField(default=True)
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                name="person_validity_ordered",
+                condition=Q(valid_from__isnull=True) | Q(valid_until__isnull=True) | Q(valid_from__lt=models.F("valid_until")),
+            ),
+            models.CheckConstraint(name="person_external_id_not_blank", condition=~Q(external_id="")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.external_id})"
+
+
+class ReferenceImage(TimeStamped):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        READY = "ready", "Ready"
+        REJECTED = "rejected", "Rejected"
+
+    class Reason(models.TextChoices):
+        NONE = "", "-"
+        NO_FACE = "no_face", "No face found"
+        MULTIPLE_FACES = "multiple_faces", "More than one face"
+        UNREADABLE_IMAGE = "unreadable_image", "Unreadable image"
+        PROCESSING_ERROR = "processing_error", "Processing error"
+
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="references")
+    image = models.ImageField(upload_to=reference_upload_to, width_field="width", height_field="height")
+    width = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    height = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    face_crop = models.ImageField(upload_to=face_upload_to, blank=True, editable=False)
+    embedding = models.BinaryField(null=True, blank=True, editable=False)
+    embedding_dim = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, editable=False)
+    reason = models.CharField(max_length=32, choices=Reason.choices, blank=True, default="", editable=False)
+    model_version = models.CharField(max_length=64, blank=True, default="", editable=False)
+    embedded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    attempts = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            # checkin_process: "ready references of person X" on every check-in.
+            models.Index(fields=["person", "status"], name="ref_person_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                name="ref_ready_has_embedding",
+                condition=~Q(status="ready") | (Q(embedding__isnull=False) & Q(embedding_dim__gt=0)),
+            ),
+            models.CheckConstraint(
+                name="ref_rejected_has_reason", condition=~Q(status="rejected") | ~Q(reason="")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reference #{self.pk} of {self.person_id} ({self.status})"
+
+
+class Device(TimeStamped):
+    name = models.CharField(max_length=100, unique=True)
+    # SHA-256 of the token: tokens are 256-bit random strings, so a slow hash adds nothing.
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(max_length=8, editable=False, help_text="First characters, to tell tokens apart.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class CheckIn(TimeStamped):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        DECIDED = "decided", "Decided"
+        FAILED = "failed", "Failed"
+
+    class Reason(models.TextChoices):
+        NONE = "", "-"
+        NO_MATCH = "no_match", "Face does not match"
+        NO_FACE = "no_face", "No face found"
+        MULTIPLE_FACES = "multiple_faces", "More than one face"
+        UNKNOWN_PERSON = "unknown_person", "Unknown person"
+        INACTIVE_PERSON = "inactive_person", "Inactive or outside validity dates"
+        NO_REFERENCES = "no_references", "No usable reference photos"
+        UNREADABLE_IMAGE = "unreadable_image", "Unreadable image"
+        LOCKED_OUT = "locked_out", "Locked out after repeated failures"
+        PROCESSING_ERROR = "processing_error", "Processing error"
+        SNAPSHOT_MISSING = "snapshot_missing", "Snapshot file missing"
+
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="checkins")
+    claimed_external_id = models.CharField(max_length=64)
+    person = models.ForeignKey(Person, on_delete=models.SET_NULL, null=True, blank=True, related_name="checkins")
+    snapshot = models.ImageField(upload_to=snapshot_upload_to, blank=True)
+    snapshot_purged_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed the file.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decision = models.PositiveSmallIntegerField(null=True, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    reason = models.CharField(max_length=32, choices=Reason.choices, blank=True, default="")
+    model_version = models.CharField(max_length=64, blank=True, default="")
+    best_reference = models.ForeignKey(
+        ReferenceImage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Milliseconds per stage: queue, decode, detect, embed, score, total (issue 5's breakdown).
+    timings = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # sweep_checkins: "pending/processing rows older than T".
+            models.Index(fields=["status", "updated_at"], name="checkin_status_updated_idx"),
+            # Attempt limiting: "recent failed decisions for claimed person X" (and per device).
+            models.Index(fields=["claimed_external_id", "created_at"], name="checkin_claimed_created_idx"),
+            models.Index(fields=["device", "created_at"], name="checkin_device_created_idx"),
+        ]
+        constraints = [
+            # One decision per check-in: a decided row has exactly one 0/1, an undecided row none.
+            models.CheckConstraint(
+                name="checkin_decision_iff_decided",
+                # (IS NOT NULL spelled out: a CHECK that evaluates to NULL passes.)
+                condition=(
+                    Q(status="decided")
+                    & Q(decision__isnull=False)
+                    & Q(decision__in=[0, 1])
+                    & Q(decided_at__isnull=False)
+                )
+                | (~Q(status="decided") & Q(decision__isnull=True)),
+            ),
+            # Every 0 says why; a 1 has no reason.
+            models.CheckConstraint(
+                name="checkin_reason_matches_decision",
+                condition=Q(decision__isnull=True) | (Q(decision=0) & ~Q(reason="")) | (Q(decision=1) & Q(reason="")),
+            ),
+            models.CheckConstraint(
+                name="checkin_failed_has_reason", condition=~Q(status="failed") | ~Q(reason="")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Check-in #{self.pk} {self.claimed_external_id} @ {self.device_id} ({self.status})"
+
+
+class AuditQuerySet(models.QuerySet):
+    def update(self, **kwargs):  # type: ignore[override]
+        raise AuditLogImmutable("Audit entries are append-only.")
+
+    def delete(self):  # type: ignore[override]
+        raise AuditLogImmutable("Audit entries are append-only.")
+
+    def _raw_delete(self, using):  # noqa: ANN001 - Django internal used by fast deletes
+        raise AuditLogImmutable("Audit entries are append-only.")
+
+
+class AuditEntry(models.Model):
+    """Append-only, hash-chained record of every decision and security event.
+
+    No foreign key can cascade into it: device and person are copied as they were at the time.
+    The person's name and external ID enter the chain only through ``person_digest`` (salted), so a
+    later erasure can blank the name, ID and salt while the chain still verifies.
+    """
+
+    class Kind(models.TextChoices):
+        DECISION = "decision", "Decision"
+        FAILURE = "failure", "Processing failed"
+        LOCKOUT = "lockout", "Lockout"
+        UNLOCK = "unlock", "Unlock"
+        ERASURE = "erasure", "Erasure receipt"
+        DEVICE_REVOKED = "device_revoked", "Device revoked"
+
+    # Position in the chain; the chain is walked in this order.
+    seq = models.PositiveBigIntegerField(unique=True, editable=False)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Append-only rows are never updated, so there is created_at but deliberately no updated_at.
+    created_at = models.DateTimeField(editable=False)
+    checkin = models.ForeignKey(
+        CheckIn, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="audit_entries"
+    )
+    device_ref = models.BigIntegerField(null=True, blank=True, help_text="Device id at the time.")
+    device_name = models.CharField(max_length=100, blank=True, default="")
+    person_external_id = models.CharField(max_length=64, blank=True, default="")
+    person_name = models.CharField(max_length=200, blank=True, default="")
+    person_salt = models.CharField(max_length=32, blank=True, default="")
+    person_digest = models.CharField(max_length=64, blank=True, default="")
+    person_erased_at = models.DateTimeField(null=True, blank=True)
+    decision = models.PositiveSmallIntegerField(null=True, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    reason = models.CharField(max_length=32, blank=True, default="")
+    model_version = models.CharField(max_length=64, blank=True, default="")
+    processing_ms = models.FloatField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            # Admin audit list: newest first, filtered by date.
+            models.Index(fields=["created_at"], name="audit_created_idx"),
+            # Admin filters / search by claimed person and by device.
+            models.Index(fields=["person_external_id", "created_at"], name="audit_person_created_idx"),
+            models.Index(fields=["device_name", "created_at"], name="audit_device_created_idx"),
+        ]
+        constraints = [
+            # At most one decision row per check-in, even if two workers raced.
+            models.UniqueConstraint(
+                fields=["checkin"], condition=Q(kind="decision"), name="audit_one_decision_per_checkin"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Audit #{self.seq} {self.kind}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise AuditLogImmutable("Audit entries are append-only.")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditLogImmutable("Audit entries are append-only.")
+
+
+class AuditChainHead(models.Model):
+    """Single row holding the last hash; locking it serialises appends across workers."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(name="audit_head_singleton", condition=Q(pk=1))]

@@ -1,0 +1,62 @@
+"""Reads with rules. No writes here."""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import numpy as np
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from verification.models import CheckIn, Device, Person, ReferenceImage
+
+
+def token_hash(raw_token: str) -> str:
+    return hashlib.sha256(raw_token.encode()).hexdigest()
+
+
+def device_by_token(*, raw_token: str) -> Device | None:
+    """The active (not revoked) device holding this token, or None."""
+    if not raw_token:
+        return None
+    return Device.objects.filter(token_hash=token_hash(raw_token), revoked_at__isnull=True).first()
+
+
+def person_by_external_id(*, external_id: str) -> Person | None:
+    return Person.objects.filter(external_id=external_id).first()
+
+
+def person_is_admitted(*, person: Person, at: datetime | None = None) -> bool:
+    """Active and inside the optional validity window [valid_from, valid_until)."""
+    at = at or timezone.now()
+    if not person.is_active:
+        return False
+    if person.valid_from is not None and at < person.valid_from:
+        return False
+    if person.valid_until is not None and at >= person.valid_until:
+        return False
+    return True
+
+
+def references_ready(*, person: Person, model_version: str) -> list[ReferenceImage]:
+    """Ready references embedded by this model version (another model's embeddings are not comparable)."""
+    return list(
+        ReferenceImage.objects.filter(
+            person=person, status=ReferenceImage.Status.READY, model_version=model_version
+        ).order_by("pk")
+    )
+
+
+def embedding_from_bytes(data: bytes, dim: int) -> np.ndarray:
+    vector = np.frombuffer(bytes(data), dtype="<f4")
+    if vector.shape != (dim,):
+        raise ValueError(f"stored embedding has {vector.size} values, expected {dim}")
+    return vector
+
+
+def embeddings_matrix(references: list[ReferenceImage]) -> np.ndarray:
+    return np.stack([embedding_from_bytes(ref.embedding, ref.embedding_dim) for ref in references])
+
+
+def checkins_for_device(*, device: Device) -> QuerySet[CheckIn]:
+    return CheckIn.objects.filter(device=device).select_related("device")

@@ -1,0 +1,61 @@
+"""Celery tasks: ids in, one service call. Retry policy lives here; rules live in services.
+
+Only transient errors (database, connection, timeouts) are retried, with exponential backoff and a
+cap; when retries run out, or on any other error, the row is marked failed with a reason.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from verification import services
+
+logger = logging.getLogger(__name__)
+
+RETRY_BACKOFF_BASE_SECONDS = 2
+RETRY_BACKOFF_MAX_SECONDS = 60
+RETRYABLE = services.TRANSIENT_ERRORS + (SoftTimeLimitExceeded,)
+
+
+def _backoff(retries: int) -> int:
+    return min(RETRY_BACKOFF_MAX_SECONDS, RETRY_BACKOFF_BASE_SECONDS * 2**retries)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def checkin_process_task(self, checkin_id: int) -> None:
+    # A message redelivered after its worker died finds the row in "processing": allow the reclaim.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    try:
+        services.checkin_process(checkin_id=checkin_id, reclaim=redelivered)
+    except RETRYABLE as exc:
+        services.checkin_release(checkin_id=checkin_id, error=repr(exc))
+        if self.request.retries + 1 >= settings.CHECKIN_MAX_ATTEMPTS:
+            services.checkin_fail(checkin_id=checkin_id, reason="processing_error", error=repr(exc))
+            return
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+    except Exception as exc:
+        logger.exception("check-in %s failed permanently", checkin_id)
+        services.checkin_fail(checkin_id=checkin_id, reason="processing_error", error=repr(exc))
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def reference_embed_task(self, reference_id: int) -> None:
+    try:
+        services.reference_embed(reference_id=reference_id)
+    except RETRYABLE as exc:
+        if self.request.retries + 1 >= settings.CHECKIN_MAX_ATTEMPTS:
+            services.reference_fail(reference_id=reference_id, error=repr(exc))
+            return
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+    except Exception as exc:
+        logger.exception("reference %s failed permanently", reference_id)
+        services.reference_fail(reference_id=reference_id, error=repr(exc))
+
+
+@shared_task
+def sweep_stuck_task() -> dict[str, list[int]]:
+    """For Celery beat: re-queue stuck check-ins and references."""
+    return services.checkins_sweep()

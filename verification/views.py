@@ -1,0 +1,17 @@
+"""Staff-only access to uploaded biometric images; there is no public media URL."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.static import serve
+
+
+@never_cache
+@staff_member_required
+def media(request: HttpRequest, path: str) -> HttpResponse:
+    # ``serve`` refuses paths that escape MEDIA_ROOT; staff-only plus no caching by proxies.
+    response = serve(request, path, document_root=settings.MEDIA_ROOT)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
