@@ -26,7 +26,10 @@ RUN python -m venv "$VIRTUAL_ENV" \
 
 # Then the project, installed the way the README installs it (editable, from this checkout).
 COPY . .
+# Static assets are baked into the image (gunicorn serves them itself, SERVE_STATIC); the throwaway key
+# only lets settings load for this build step and never reaches a running container.
 RUN pip install --no-deps -e . \
+    && SECRET_KEY=collectstatic-build-step-only ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput \
     && useradd --create-home --uid 10001 app \
     && mkdir -p "$MEDIA_ROOT" \
     && chown -R app:app "$MEDIA_ROOT"

@@ -147,3 +147,19 @@ def test_dockerfile_default_command_is_the_compose_web_command(services: dict) -
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", ".venv", "db.sqlite3", "media/"} <= set(ignored)
+
+
+def test_readme_documents_every_setting_the_settings_module_reads() -> None:
+    import accesscontrol.settings as settings_module
+
+    documented = set(re.findall(r"``([A-Z][A-Z0-9_]+)``", settings_module.__doc__))
+    readme = (REPO / "README.md").read_text()
+    missing = sorted(name for name in documented if f"`{name}`" not in readme)
+    assert not missing, f"README.md does not document: {missing}"
+
+
+def test_readme_starts_with_the_run_and_test_commands() -> None:
+    readme = (REPO / "README.md").read_text()
+    first_block = readme.split("```")[1]
+    assert "bin/demo" in first_block and "bin/test" in first_block
+    assert (REPO / "bin" / "demo").stat().st_mode & 0o111 and (REPO / "bin" / "test").stat().st_mode & 0o111
