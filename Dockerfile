@@ -38,4 +38,4 @@ USER app
 EXPOSE 8000
 
 # Production by default: settings refuse to start without SECRET_KEY and ALLOWED_HOSTS (see README).
-CMD ["gunicorn", "accesscontrol.wsgi:application", "--workers", "2", "--access-logfile", "-", "--bind", "0.0.0.0:8000"]
+CMD ["gunicorn", "accesscontrol.wsgi:application", "--workers", "2", "--access-logfile", "-", "--no-control-socket", "--bind", "0.0.0.0:8000"]

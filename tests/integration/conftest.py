@@ -38,17 +38,21 @@ import pytest
 from .harness import (
     DEFAULT_DATABASE_URL,
     DEFAULT_REDIS_URL,
+    ManagedProcess,
     RedisClaim,
     ServiceUnavailable,
-    WorkerProcess,
+    WebServer,
     claim_redis_db,
     compose_command,
     database_url_for,
+    free_port,
     require_postgres,
+    with_bind,
 )
 
 # TensorFlow import plus model load on a busy 2-core machine.
 WORKER_READY_TIMEOUT_S = 180
+WEB_READY_TIMEOUT_S = 60
 
 
 def _postgres_settings(template: dict, database_url: str) -> dict:
@@ -114,15 +118,9 @@ def redis_claim() -> Iterator[RedisClaim]:
 
 
 @pytest.fixture(scope="package")
-def integration_media_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def integration_media_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One media directory shared by this process (uploads) and the worker (reads them)."""
-    from django.test import override_settings
-
-    media_root = tmp_path_factory.mktemp("integration-media")
-    override = override_settings(MEDIA_ROOT=media_root)
-    override.enable()
-    yield media_root
-    override.disable()
+    return tmp_path_factory.mktemp("integration-media")
 
 
 @pytest.fixture(scope="package")
@@ -153,35 +151,35 @@ def _drop_broker_connections(app) -> None:
 
 
 @pytest.fixture(scope="package")
-def celery_worker(
-    django_db_setup: None,
-    celery_publisher: str,
-    integration_media_root: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[WorkerProcess]:
-    """A real worker process, started with docker-compose.yml's worker command, stopped at teardown."""
+def service_env(django_db_setup: None, celery_publisher: str, integration_media_root: Path) -> dict[str, str]:
+    """Environment for the worker and web subprocesses: production mode, this run's DB/Redis/media."""
     from django.conf import settings
     from django.db import connections
 
     env = {key: value for key, value in os.environ.items() if key != "PYTEST_VERSION"}
     env.update(
-        # The worker runs as production does (DEBUG off), so secret and hosts are given explicitly.
+        # They run as production does (DEBUG off), so secret and hosts are given explicitly.
         DEBUG="0",
         SECRET_KEY=settings.SECRET_KEY,
-        ALLOWED_HOSTS=",".join(settings.ALLOWED_HOSTS),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
         DATABASE_URL=database_url_for(connections["default"].settings_dict),
         CELERY_BROKER_URL=celery_publisher,
         MEDIA_ROOT=str(integration_media_root),
         DJANGO_SETTINGS_MODULE="accesscontrol.settings",
         PYTHONUNBUFFERED="1",
-        # `celery` must be this interpreter's, whichever environment runs the tests.
+        # `celery` and `gunicorn` must be this interpreter's, whichever environment runs the tests.
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
+    return env
+
+
+@pytest.fixture(scope="package")
+def celery_worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    """A real worker process, started with docker-compose.yml's worker command, stopped at teardown."""
     command = [*compose_command("worker"), "--hostname", f"integration-{os.getpid()}@%h"]
-    log_path = tmp_path_factory.mktemp("celery") / "worker.log"
-    worker = WorkerProcess(command, env, log_path)
+    worker = ManagedProcess(command, service_env, tmp_path_factory.mktemp("celery") / "worker.log")
     try:
-        worker.wait_until_ready(WORKER_READY_TIMEOUT_S)
+        worker.wait_until_logged(" ready.", WORKER_READY_TIMEOUT_S)  # "<nodename> ready." once consuming
     except RuntimeError as exc:
         worker.stop()
         raise pytest.fail.Exception(str(exc), pytrace=False) from None
@@ -189,7 +187,41 @@ def celery_worker(
     worker.stop()
 
 
+@pytest.fixture(scope="package")
+def web_server(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """gunicorn with docker-compose.yml's web command, bound to a free local port."""
+    port = free_port()
+    command = with_bind(compose_command("web"), f"127.0.0.1:{port}")
+    server = ManagedProcess(command, service_env, tmp_path_factory.mktemp("gunicorn") / "web.log")
+    try:
+        server.wait_until_logged("Booting worker", WEB_READY_TIMEOUT_S)
+    except RuntimeError as exc:
+        server.stop()
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+    yield WebServer(url=f"http://127.0.0.1:{port}", process=server)
+    server.stop()
+
+
 @pytest.fixture
-def integration_db(transactional_db: None, celery_worker: WorkerProcess) -> WorkerProcess:
+def integration_db(
+    transactional_db: None, celery_worker: ManagedProcess, integration_media_root: Path, settings
+) -> ManagedProcess:
     """Committed database rows plus the running worker; every integration test starts here."""
+    # Requested after the suite-wide autouse fixtures, so this wins over a per-test temporary
+    # MEDIA_ROOT: uploads must land where the worker looks.
+    settings.MEDIA_ROOT = integration_media_root
     return celery_worker
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    """Attach the server logs to a failing test: the decision was made (or not) over there."""
+    report = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        worker, web = funcargs.get("celery_worker"), funcargs.get("web_server")
+        if isinstance(worker, ManagedProcess):
+            report.sections.append(("celery worker log (last 60 lines)", worker.log_tail(60)))
+        if isinstance(web, WebServer):
+            report.sections.append(("gunicorn log (last 30 lines)", web.process.log_tail(30)))
+    return report

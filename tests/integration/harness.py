@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -112,8 +113,8 @@ def claim_redis_db(base_url: str) -> RedisClaim:
     )
 
 
-class WorkerProcess:
-    """A real ``celery worker`` subprocess, in its own process group, logging to a file."""
+class ManagedProcess:
+    """A real server subprocess (celery worker, gunicorn), in its own process group, logging to a file."""
 
     def __init__(self, command: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
         self.command = list(command)
@@ -125,7 +126,7 @@ class WorkerProcess:
             env=dict(env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: teardown stops the prefork children too
+            start_new_session=True,  # its own group: stop() reaches prefork children and gunicorn workers
         )
 
     def log_text(self) -> str:
@@ -134,22 +135,20 @@ class WorkerProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
-    def wait_until_ready(self, timeout: float) -> None:
-        """Block until the worker logs that it consumes from the broker, or raise with its log."""
+    def wait_until_logged(self, marker: str, timeout: float) -> None:
+        """Block until ``marker`` appears in the log, or raise with the log if it exits or times out."""
+        name = Path(self.command[0]).name
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            # Celery prints "<nodename> ready." once connected and consuming.
-            if " ready." in self.log_text():
+            if marker in self.log_text():
                 return
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"celery worker exited with {self.process.returncode} before it was ready:\n{self.log_tail()}"
-                )
+                raise RuntimeError(f"{name} exited with {self.process.returncode} before it was ready:\n{self.log_tail()}")
             time.sleep(0.25)
-        raise RuntimeError(f"celery worker not ready after {timeout:.0f}s:\n{self.log_tail()}")
+        raise RuntimeError(f"{name} not ready after {timeout:.0f}s (waiting for {marker!r}):\n{self.log_tail()}")
 
     def stop(self, timeout: float = 30.0) -> int:
-        """Warm shutdown (SIGTERM lets the current task finish), then SIGKILL the group if it hangs."""
+        """Graceful stop (SIGTERM: celery finishes its task, gunicorn its requests), then SIGKILL."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -159,6 +158,27 @@ class WorkerProcess:
                 self.process.wait(10)
         self._log.close()
         return self.process.returncode
+
+
+@dataclass(frozen=True)
+class WebServer:
+    """A running web server process and the base URL it answers on."""
+
+    url: str
+    process: ManagedProcess
+
+
+def with_bind(command: Sequence[str], address: str) -> list[str]:
+    """``command`` with the value after ``--bind`` replaced (compose binds 0.0.0.0:8000)."""
+    result = list(command)
+    result[result.index("--bind") + 1] = address
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def database_url_for(settings_dict: Mapping[str, object]) -> str:
