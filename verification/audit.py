@@ -64,6 +64,8 @@ def audit_append(
     detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Append one entry at the end of the chain (inside the caller's transaction, if any)."""
+    # The head row comes from a data migration; recreate it after a flush (transactional tests).
+    AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "last_hash": GENESIS_HASH})
     head = AuditChainHead.objects.select_for_update().get(pk=1)
     salt = secrets.token_hex(16) if (person_external_id or person_name) else ""
     entry = AuditEntry(

@@ -1,0 +1,203 @@
+"""The device API: auth, submit, read, errors, with the model boundary faked."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import image_bytes, upload
+from verification import services
+from verification.models import AuditEntry, CheckIn
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/checkins/"
+
+
+def post(client, data=None, **extra):
+    body = {"snapshot": upload(), "person": "B-1001"} if data is None else data
+    return client.post(URL, body, format="multipart", **extra)
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"code", "message", "detail"}
+    assert body["code"] == code
+    assert body["message"]
+    return body
+
+
+# --- 401 -------------------------------------------------------------------------------------
+
+
+def test_submit_without_token_is_401(anonymous_client):
+    response = post(anonymous_client)
+    assert_error(response, 401, "not_authenticated")
+    assert response["WWW-Authenticate"] == "Token"
+    assert CheckIn.objects.count() == 0
+
+
+def test_submit_with_unknown_token_is_401(anonymous_client):
+    anonymous_client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert_error(post(anonymous_client), 401, "authentication_failed")
+    assert CheckIn.objects.count() == 0
+
+
+def test_submit_with_revoked_token_is_401(device_client, device):
+    services.device_revoke(device=device)
+    assert_error(post(device_client), 401, "authentication_failed")
+    assert CheckIn.objects.count() == 0
+
+
+def test_read_without_token_is_401(anonymous_client, device):
+    checkin = services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
+    assert_error(anonymous_client.get(f"{URL}{checkin.pk}/"), 401, "not_authenticated")
+
+
+# --- 400 -------------------------------------------------------------------------------------
+
+
+def test_missing_snapshot_is_400(device_client):
+    body = assert_error(post(device_client, {"person": "B-1001"}), 400, "invalid")
+    assert "snapshot" in body["detail"]
+    assert CheckIn.objects.count() == 0
+
+
+def test_missing_person_is_400(device_client):
+    body = assert_error(post(device_client, {"snapshot": upload()}), 400, "invalid")
+    assert "person" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"just some text, not a photo", "unreadable_image"),
+        (image_bytes()[:200], "unreadable_image"),
+    ],
+    ids=["empty", "text-named-jpg", "truncated-jpeg"],
+)
+def test_non_image_snapshot_is_400_with_code(device_client, data, code):
+    response = post(device_client, {"snapshot": upload(data), "person": "B-1001"})
+    assert_error(response, 400, code)
+    assert CheckIn.objects.count() == 0
+
+
+def test_snapshot_over_pixel_limit_is_400(device_client, settings):
+    settings.IMAGE_MAX_PIXELS = 100
+    body = assert_error(post(device_client), 400, "image_too_large")
+    assert body["detail"]["max_pixels"] == 100
+
+
+def test_snapshot_over_size_limit_is_400(device_client, settings):
+    settings.UPLOAD_MAX_BYTES = 50
+    assert_error(post(device_client), 400, "file_too_large")
+
+
+def test_unknown_fields_are_400(device_client):
+    body = assert_error(
+        post(device_client, {"snapshot": upload(), "person": "B-1001", "admin": "1"}), 400, "invalid"
+    )
+    assert body["detail"]["unknown_fields"] == ["admin"]
+    assert CheckIn.objects.count() == 0
+
+
+def test_unknown_query_parameter_is_400(device_client):
+    response = device_client.post(f"{URL}?debug=1", {"snapshot": upload(), "person": "B-1001"}, format="multipart")
+    assert_error(response, 400, "invalid")
+
+
+@pytest.mark.parametrize("wait", ["11", "-1", "soon"])
+def test_wait_outside_0_to_10_is_400(device_client, wait):
+    body = assert_error(post(device_client, {"snapshot": upload(), "person": "B-1001", "wait": wait}), 400, "invalid")
+    assert "wait" in body["detail"]
+
+
+def test_overlong_person_is_400(device_client):
+    assert_error(post(device_client, {"snapshot": upload(), "person": "X" * 65}), 400, "invalid")
+
+
+# --- 202 / 200 -------------------------------------------------------------------------------
+
+
+def test_submit_without_wait_is_202_with_the_checkin_url(device_client, monkeypatch):
+    monkeypatch.setattr(services, "_enqueue", lambda name, object_id: True)  # no worker answers
+    response = post(device_client)
+    assert response.status_code == 202
+    body = response.json()
+    checkin = CheckIn.objects.get()
+    assert body["id"] == checkin.pk
+    assert body["status"] == "pending"
+    assert body["decision"] is None
+    assert body["url"].endswith(f"{URL}{checkin.pk}/")
+    assert response["Location"] == body["url"]
+    assert checkin.device.name == "front-door"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_submit_with_wait_returns_200_and_the_decision(device_client, enrolled_person, fake_model):
+    response = post(device_client, {"snapshot": upload(), "person": "B-1001", "wait": "5"})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "decided"
+    assert body["decision"] == 1
+    assert body["score"] == pytest.approx(0.9)
+    assert body["threshold"] == 0.5
+    assert body["model_version"] == "fake-1"
+    assert body["person"] == "B-1001"
+    assert body["device"] == "front-door"
+    assert body["decided_at"]
+    assert AuditEntry.objects.filter(checkin_id=body["id"], kind="decision").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wait_given_as_query_parameter_is_honoured(device_client, enrolled_person, fake_model):
+    fake_model.scores = [0.1]
+    response = device_client.post(f"{URL}?wait=5", {"snapshot": upload(), "person": "B-1001"}, format="multipart")
+    assert response.status_code == 200
+    assert (response.json()["decision"], response.json()["reason"]) == (0, "no_match")
+
+
+# --- GET -------------------------------------------------------------------------------------
+
+
+def test_read_own_checkin_lists_the_documented_fields(device_client, device):
+    checkin = services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
+    response = device_client.get(f"{URL}{checkin.pk}/")
+    assert response.status_code == 200
+    assert {
+        "id", "status", "decision", "score", "threshold", "reason", "model_version",
+        "person", "device", "created_at", "decided_at",
+    } <= set(response.json())
+
+
+def test_other_devices_checkin_is_404(other_device_client, device):
+    checkin = services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
+    assert_error(other_device_client.get(f"{URL}{checkin.pk}/"), 404, "not_found")
+
+
+@pytest.mark.parametrize("checkin_id", ["999999", "abc", "1%20OR%201=1"])
+def test_missing_or_non_numeric_checkin_id_is_404(device_client, checkin_id):
+    assert_error(device_client.get(f"{URL}{checkin_id}/"), 404, "not_found")
+
+
+def test_api_refuses_json_bodies(device_client):
+    response = device_client.post(URL, {"person": "B-1001"}, format="json")
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_rate_limit_per_token_answers_429(device_client, settings, monkeypatch):
+    from verification.api.throttling import DeviceRateThrottle
+
+    monkeypatch.setattr(DeviceRateThrottle, "THROTTLE_RATES", {"device": "2/min"})
+    assert device_client.get(f"{URL}1/").status_code == 404
+    assert device_client.get(f"{URL}1/").status_code == 404
+    assert_error(device_client.get(f"{URL}1/"), 429, "throttled")
+
+
+def test_openapi_schema_and_docs_are_served(client):
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/checkins/" in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content
