@@ -49,6 +49,38 @@ def read_manifest(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
+def make_embed_fn(tower: Any, *, flip_average: bool) -> Any:
+    """A traced ``(N, 100, 100, 3) uint8 -> (N, D)`` function over ``tower`` (inference mode).
+
+    With ``flip_average`` the embedding is the normalised sum of the face's and its mirror's,
+    computed in one batched tower call; training validation and serving share this function.
+    """
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((None, FACE_SIZE, FACE_SIZE, 3), tf.uint8)])
+    def embed(faces):
+        if not flip_average:
+            return tower(faces, training=False)
+        both = tower(tf.concat([faces, tf.reverse(faces, axis=[2])], axis=0), training=False)
+        n = tf.shape(faces)[0]
+        return tf.math.l2_normalize(both[:n] + both[n:], axis=1)
+
+    return embed
+
+
+def embed_in_batches(embed_fn: Any, faces: FaceBatch, batch_size: int = 256) -> Embeddings:
+    """Run ``embed_fn`` over many faces without one huge tensor."""
+    chunks = [embed_fn(faces[i : i + batch_size]).numpy() for i in range(0, len(faces), batch_size)]
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def head_scores(first: np.ndarray, second: np.ndarray, kernel: np.ndarray, bias: float) -> np.ndarray:
+    """The Siamese head in NumPy: ``sigmoid(|a - b| . w + b)`` row by row (broadcasting allowed)."""
+    logits = np.abs(np.asarray(first, np.float32) - np.asarray(second, np.float32)) @ np.asarray(kernel, np.float32) + np.float32(bias)
+    exp = np.exp(-np.abs(logits))  # stable: exp of a non-positive number never overflows
+    return np.where(logits >= 0, 1.0 / (1.0 + exp), exp / (1.0 + exp)).astype(np.float32)
+
+
 class FaceModel:
     """A loaded Siamese model: ``embed`` faces once, ``score`` a probe against references cheaply."""
 
@@ -72,23 +104,7 @@ class FaceModel:
         self._head_b = np.float32(bias[0])
         self.embedding_dim = int(self._head_w.shape[0])
         self.flip_average = bool(self.manifest.get("inference", {}).get("flip_average", True))
-        self._embed_fn = self._compile_embed()
-
-    def _compile_embed(self):
-        import tensorflow as tf
-
-        tower, flip = self.tower, self.flip_average
-
-        @tf.function(input_signature=[tf.TensorSpec((None, FACE_SIZE, FACE_SIZE, 3), tf.uint8)])
-        def embed(faces):
-            if not flip:
-                return tower(faces, training=False)
-            # Mirror-averaged embedding: one batched tower call over the faces and their mirrors.
-            both = tower(tf.concat([faces, tf.reverse(faces, axis=[2])], axis=0), training=False)
-            n = tf.shape(faces)[0]
-            return tf.math.l2_normalize(both[:n] + both[n:], axis=1)
-
-        return embed
+        self._embed_fn = make_embed_fn(self.tower, flip_average=self.flip_average)
 
     def embed(self, faces: FaceBatch) -> Embeddings:
         """(N, 100, 100, 3) uint8 aligned crops -> (N, D) float32, rows L2-normalised."""
@@ -97,7 +113,7 @@ class FaceModel:
             raise ValueError(f"expected uint8 faces of shape (N, {FACE_SIZE}, {FACE_SIZE}, 3), got {faces.dtype} {faces.shape}")
         if len(faces) == 0:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
-        return self._embed_fn(faces).numpy().astype(np.float32, copy=False)
+        return embed_in_batches(self._embed_fn, faces)
 
     def score(self, probe: np.ndarray, references: np.ndarray) -> np.ndarray:
         """P(same person) of ``probe`` (D,) against each row of ``references`` (M, D) -> (M,) float32."""
@@ -110,11 +126,14 @@ class FaceModel:
                 f"expected probe ({self.embedding_dim},) and references (M, {self.embedding_dim}), "
                 f"got {probe.shape} and {references.shape}"
             )
-        logits = np.abs(references - probe) @ self._head_w + self._head_b
-        # Stable sigmoid: exp of a non-positive number never overflows.
-        exp = np.exp(-np.abs(logits))
-        scores = np.where(logits >= 0, 1.0 / (1.0 + exp), exp / (1.0 + exp))
-        return scores.astype(np.float32)
+        return head_scores(references, probe, self._head_w, self._head_b)
+
+    def score_pairs(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Row-wise P(same person) of two (M, D) embedding arrays (evaluation over protocol pairs)."""
+        first, second = np.asarray(first, np.float32), np.asarray(second, np.float32)
+        if first.shape != second.shape or first.ndim != 2 or first.shape[1] != self.embedding_dim:
+            raise ValueError(f"expected two (M, {self.embedding_dim}) arrays, got {first.shape} and {second.shape}")
+        return head_scores(first, second, self._head_w, self._head_b)
 
     def decide(self, score: float) -> bool:
         """The deployed decision rule: same person when the score reaches the calibrated threshold."""

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ml.align import align_face, detect_faces_batch
-from ml.image import read_image
+from ml.align import align_face, detect_faces_batch, face_template
+from ml.image import decode_image
 from ml.lfw import list_images
 from ml.types import FACE_SIZE
 
@@ -34,14 +34,25 @@ def build_cache(
     cache_path: str | os.PathLike[str],
     *,
     margin: int = CACHE_MARGIN,
-    batch_size: int = 64,
-    limit: int | None = None,
+    paths: list[str] | None = None,
 ) -> Path:
     """Write ``cache_path`` (.npz): ``crops`` (N, S, S, 3) uint8 with S = 100 + 2*margin, ``paths``,
     ``detected`` (False for centred fallbacks) and ``fingerprint`` (SHA-256 over paths and bytes)."""
-    paths = list_images(lfw_dir)
-    if limit is not None:
-        paths = paths[:limit]
+    paths = list_images(lfw_dir) if paths is None else list(paths)
+    crops, detected, fingerprint = align_lfw_images(lfw_dir, paths, margin=margin)
+    out = Path(cache_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez(tmp, crops=crops, paths=np.array(paths), detected=detected, fingerprint=np.array(fingerprint))
+    os.replace(tmp, out)
+    return out
+
+
+def align_lfw_images(
+    lfw_dir: str | os.PathLike[str], paths: list[str], *, margin: int = CACHE_MARGIN, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Aligned margin crops of ``images/``-relative ``paths`` (centre-most face), fallback flags, and
+    a SHA-256 fingerprint over the paths and file bytes."""
     root = Path(lfw_dir) / "images"
     side = FACE_SIZE + 2 * margin
     crops = np.zeros((len(paths), side, side, 3), dtype=np.uint8)
@@ -53,9 +64,9 @@ def build_cache(
 
     def flush(shape: tuple[int, int]) -> None:
         indices = groups.pop(shape, [])
-        if not indices:
+        batch = [images.pop(i) for i in indices]
+        if not batch:
             return
-        batch = [images[i] for i in indices]
         for index, image, faces in zip(indices, batch, detect_faces_batch(batch, min_face_px=_LFW_MIN_FACE_PX)):
             if faces:
                 cy, cx = image.shape[0] / 2.0, image.shape[1] / 2.0
@@ -63,13 +74,12 @@ def build_cache(
                 landmarks[index] = face.landmarks
                 detected[index] = True
                 crops[index] = align_face(image, face.landmarks, margin=margin)
-            del images[index]
 
     for index, rel in enumerate(tqdm(paths, desc="detect+align", unit="img", mininterval=10)):
         data = (root / rel).read_bytes()
         digest.update(rel.encode())
         digest.update(hashlib.sha256(data).digest())
-        image = read_image(str(root / rel))
+        image = decode_image(data)
         images[index] = image
         groups.setdefault(image.shape[:2], []).append(index)
         if len(groups[image.shape[:2]]) >= batch_size:
@@ -78,20 +88,20 @@ def build_cache(
         flush(shape)
 
     missing = np.flatnonzero(~detected)
-    if detected.any():
-        fallback = np.median(landmarks[detected], axis=0)
+    if len(missing):
+        # Funnelled faces sit in about the same place: use the median detected landmarks, or
+        # a template centred in the frame when nothing at all was detected.
         for index in missing:
-            crops[index] = align_face(read_image(str(root / paths[index])), fallback, margin=margin)
-    log.info("cached %d crops; %d had no detection and used the centred fallback", len(paths), len(missing))
+            image = decode_image((root / paths[index]).read_bytes())
+            if detected.any():
+                fallback = np.median(landmarks[detected], axis=0)
+            else:
+                fallback = face_template(FACE_SIZE) * (min(image.shape[:2]) / 2.0 / FACE_SIZE) + np.array(image.shape[1::-1]) / 4.0
+            crops[index] = align_face(image, fallback, margin=margin)
+    log.info("aligned %d images; %d had no detection and used the centred fallback", len(paths), len(missing))
     for index in missing[:50]:
         log.info("fallback crop: %s", paths[index])
-
-    out = Path(cache_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, crops=crops, paths=np.array(paths), detected=detected, fingerprint=np.array(digest.hexdigest()))
-    os.replace(tmp, out)
-    return out
+    return crops, detected, digest.hexdigest()
 
 
 def load_cache(cache_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

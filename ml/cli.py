@@ -1,0 +1,143 @@
+"""``python -m ml train | evaluate | score-pairs | info``: thin commands over the package API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+log = logging.getLogger("ml")
+
+_LFW_ENV = "ML_LFW_DIR"
+
+
+def _model_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="PATH", help="model directory (default: the shipped model)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml", description="Siamese face verification: train, evaluate, score.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a new model directory on LFW", description=(
+        "Train on the LFW protocol split (people outside View 2 folds 8-10), calibrate the threshold on fold 8, "
+        "and write a model directory. Re-running with the same --work-dir resumes from the last checkpoint."))
+    train.add_argument("--data", required=True, metavar="DIR", help="LFW root (with images/ and pairs.txt)")
+    train.add_argument("--output", required=True, metavar="DIR", help="model directory to write")
+    train.add_argument("--work-dir", default="ml-work", metavar="DIR", help="crop cache and checkpoints (default: ml-work)")
+    train.add_argument("--steps", type=int, help="training steps (default from TrainConfig)")
+    train.add_argument("--seed", type=int, help="random seed (default from TrainConfig)")
+    train.add_argument("--threads", type=int, help="TensorFlow intra-op threads")
+    train.add_argument("--version", default="siamese-lfw-dev", help="version string written to the manifest")
+
+    evaluate = commands.add_parser("evaluate", help="report on the calibrate and test pairs", description=(
+        "Score LFW View 2 fold 8 (calibrate) and folds 9+10 (test) at the model's threshold; print the report and "
+        "write report.json and roc.png next to the model."))
+    evaluate.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR",
+                          help=f"LFW root (default: ${_LFW_ENV})")
+    evaluate.add_argument("--cache", metavar="FILE", help="crop cache from training (skips re-detection)")
+    _model_arg(evaluate)
+
+    score = commands.add_parser("score-pairs", help="score image pairs listed in a file", description=(
+        "Read lines 'path_a<TAB>path_b' and print 'path_a<TAB>path_b<TAB>score<TAB>decision<TAB>reason'. "
+        "score is P(same person) in [0, 1] (empty when an image cannot be used), decision is 1/0 at the "
+        "model's threshold, reason is empty or says why (no_face, multiple_faces, unreadable_image, image_too_large)."))
+    score.add_argument("file", metavar="FILE", help="pairs file ('-' for standard input)")
+    _model_arg(score)
+
+    info = commands.add_parser("info", help="print the model's manifest as JSON")
+    _model_arg(info)
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ml.train import TrainConfig, train
+
+    config = TrainConfig()
+    overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads)) if v is not None}
+    config = replace(config, **overrides)
+    out = train(config, lfw_dir=args.data, output_dir=args.output, work_dir=args.work_dir, version=args.version)
+    print(out)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ml.evaluate import evaluate
+
+    if not args.lfw:
+        raise SystemExit(f"evaluate: give --lfw DIR or set ${_LFW_ENV}")
+    report = evaluate(args.lfw, args.model, cache_path=args.cache)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _read_pairs(file: str) -> list[tuple[str, str]]:
+    text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    pairs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.rstrip("\r").split("\t")
+        if len(fields) != 2 or not all(fields):
+            raise SystemExit(f"score-pairs: {file}:{number}: expected 'path_a<TAB>path_b', got {line!r}")
+        pairs.append((fields[0], fields[1]))
+    return pairs
+
+
+def _cmd_score_pairs(args: argparse.Namespace) -> int:
+    from ml.align import extract_face
+    from ml.errors import FaceError, ImageError
+    from ml.image import read_image
+    from ml.inference import load_model
+
+    try:
+        pairs = _read_pairs(args.file)
+    except OSError as exc:
+        raise SystemExit(f"score-pairs: cannot read {args.file}: {exc.strerror or exc}") from exc
+    model = load_model(args.model)
+    embeddings: dict[str, object] = {}
+
+    def embedding(path: str):
+        if path not in embeddings:
+            try:
+                embeddings[path] = model.embed(extract_face(read_image(path))[None])[0]
+            except (ImageError, FaceError) as exc:
+                embeddings[path] = exc.reason
+        return embeddings[path]
+
+    for path_a, path_b in pairs:
+        first, second = embedding(path_a), embedding(path_b)
+        reasons = [r for r in (first, second) if isinstance(r, str)]
+        if reasons:
+            print(f"{path_a}\t{path_b}\t\t0\t{reasons[0]}")
+            continue
+        score = float(model.score(first, second[None])[0])
+        print(f"{path_a}\t{path_b}\t{score:.6f}\t{int(model.decide(score))}\t")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ml.inference import SHIPPED_MODEL_DIR, read_manifest
+
+    print(json.dumps(read_manifest(args.model or SHIPPED_MODEL_DIR), indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score-pairs": _cmd_score_pairs, "info": _cmd_info}
+    from ml.inference import ModelError
+
+    try:
+        return commands[args.command](args)
+    except ModelError as exc:
+        raise SystemExit(f"{args.command}: {exc}") from exc
