@@ -142,10 +142,9 @@ def celery_publisher(redis_claim: RedisClaim) -> Iterator[str]:
 
 
 def _drop_broker_connections(app) -> None:
-    # Pools are built lazily from broker_url on first publish; a pool made before the switch would
-    # keep talking to the old broker.
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # The app caches its connection and producer pools, built from broker_url on first publish; a
+    # pool cached before the switch would keep talking to the old broker. The pools themselves are
+    # kombu's process-wide ones, shared by URL, so they are forgotten here, never closed.
     app._pool = None
     app.amqp._producer_pool = None
 
