@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -184,6 +184,33 @@ def celery_worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPath
         raise pytest.fail.Exception(str(exc), pytrace=False) from None
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def start_worker(
+    service_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., ManagedProcess]]:
+    """Start more real workers for one test (fault tests kill them); all are stopped at its end.
+
+    ``start_worker("victim", extra_env={"CELERY_TASK_TIME_LIMIT": "5"})`` starts the compose worker
+    command with node name ``victim-<pid>@<host>`` on this run's database, Redis database and media.
+    """
+    started: list[ManagedProcess] = []
+
+    def start(name: str, *, extra_env: Mapping[str, str] | None = None, ready: bool = True) -> ManagedProcess:
+        command = [*compose_command("worker"), "--hostname", f"{name}-{os.getpid()}@%h"]
+        worker = ManagedProcess(command, {**service_env, **(extra_env or {})}, tmp_path / f"{name}.log")
+        started.append(worker)
+        if ready:
+            try:
+                worker.wait_until_logged(" ready.", WORKER_READY_TIMEOUT_S)
+            except RuntimeError as exc:
+                raise pytest.fail.Exception(str(exc), pytrace=False) from None
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 @pytest.fixture(scope="package")
