@@ -1,0 +1,348 @@
+"""Django admin: enrolment (people + inline reference photos), devices, check-ins, the audit log.
+
+Admin classes hold no rules: every write goes through ``services``. The audit log is read-only for
+everyone, superusers included.
+"""
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from verification import services
+from verification.errors import InvalidImage
+from verification.images import validate_image
+from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
+
+THUMB_PX = 96
+
+
+def thumbnail(file, *, size: int = THUMB_PX, alt: str = "") -> str:  # noqa: ANN001 - FieldFile or None
+    """An <img> of a stored image through the staff-only media view, or a dash."""
+    if not file:
+        return "-"
+    url = reverse("media", kwargs={"path": file.name})
+    return format_html(
+        '<a href="{}" target="_blank"><img src="{}" alt="{}" style="max-width:{}px;max-height:{}px"></a>',
+        url, url, alt, size, size,
+    )
+
+
+# --- Enrolment -------------------------------------------------------------------------------
+
+
+class ReferenceImageForm(forms.ModelForm):
+    # A plain file field so our checks (size, pixel limit before decode, truncation) give the message.
+    image = forms.FileField(label="Photo", help_text="JPEG or PNG with exactly one face.")
+
+    class Meta:
+        model = ReferenceImage
+        fields = ["image"]
+
+    def clean_image(self):  # noqa: ANN201 - Django form hook
+        image = self.cleaned_data.get("image")
+        if image and not self.instance.pk:
+            from django.conf import settings
+
+            try:
+                validate_image(image, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
+            except InvalidImage as exc:
+                raise ValidationError(exc.message, code=exc.code) from exc
+        return image
+
+
+class ReferenceImageInline(admin.TabularInline):
+    model = ReferenceImage
+    form = ReferenceImageForm
+    extra = 1
+    fields = ["image", "photo", "face", "status", "reason", "model_version", "created_at"]
+    readonly_fields = ["photo", "face", "status", "reason", "model_version", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):  # noqa: ANN001, ANN201
+        # An uploaded photo is never replaced in place: delete it and upload another.
+        return self.readonly_fields
+
+    @admin.display(description="Photo")
+    def photo(self, obj: ReferenceImage) -> str:
+        return thumbnail(obj.image if obj.pk else None, alt="reference photo")
+
+    @admin.display(description="Aligned face")
+    def face(self, obj: ReferenceImage) -> str:
+        return thumbnail(obj.face_crop if obj.pk else None, size=64, alt="aligned face")
+
+
+@admin.register(Person)
+class PersonAdmin(admin.ModelAdmin):
+    list_display = ["name", "external_id", "is_active", "valid_from", "valid_until", "ready_refs", "pending_refs", "rejected_refs"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "external_id"]
+    fields = ["name", "external_id", "is_active", "valid_from", "valid_until"]
+    inlines = [ReferenceImageInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Person]:
+        return super().get_queryset(request).annotate(
+            n_ready=Count("references", filter=Q(references__status=ReferenceImage.Status.READY)),
+            n_pending=Count("references", filter=Q(references__status=ReferenceImage.Status.PENDING)),
+            n_rejected=Count("references", filter=Q(references__status=ReferenceImage.Status.REJECTED)),
+        )
+
+    @admin.display(description="Ready", ordering="n_ready")
+    def ready_refs(self, obj: Person) -> int:
+        return obj.n_ready
+
+    @admin.display(description="Pending", ordering="n_pending")
+    def pending_refs(self, obj: Person) -> int:
+        return obj.n_pending
+
+    @admin.display(description="Rejected", ordering="n_rejected")
+    def rejected_refs(self, obj: Person) -> int:
+        return obj.n_rejected
+
+    def save_model(self, request: HttpRequest, obj: Person, form, change: bool) -> None:  # noqa: ANN001
+        services.person_save(person=obj)
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:  # noqa: ANN001
+        if formset.model is not ReferenceImage:
+            return super().save_formset(request, form, formset, change)
+        # The admin's change message reads these lists, which formset.save() would have filled.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline_form in formset.forms:
+            if not inline_form.has_changed() or inline_form in formset.deleted_forms:
+                continue
+            if inline_form.instance.pk is None and inline_form.cleaned_data.get("image"):
+                reference = services.reference_add(person=form.instance, image_file=inline_form.cleaned_data["image"])
+                formset.new_objects.append(reference)
+        for inline_form in formset.deleted_forms:
+            if inline_form.instance.pk is not None:
+                formset.deleted_objects.append(inline_form.instance)
+                services.reference_delete(reference=inline_form.instance)
+        added = len(formset.new_objects)
+        if added:
+            messages.info(
+                request,
+                f"{added} photo(s) queued for the face check; their state (pending / ready / rejected and why) "
+                "shows below.",
+            )
+
+
+# --- Devices ---------------------------------------------------------------------------------
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = ["name", "token_prefix", "created_at", "last_seen_at", "revoked_at"]
+    search_fields = ["name"]
+    fields = ["name", "token_prefix", "created_at", "revoked_at"]
+    readonly_fields = ["token_prefix", "created_at", "revoked_at"]
+    actions = ["revoke_tokens", "issue_new_tokens"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
+        # The name identifies the device in the audit log; tokens change through the actions.
+        return [*self.readonly_fields, "name"] if obj is not None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Device, form, change: bool) -> None:  # noqa: ANN001
+        if change:
+            return  # Nothing on an existing device is editable here.
+        token = services.device_issue_token(device=obj)
+        self._show_token_once(request, obj, token)
+
+    def _show_token_once(self, request: HttpRequest, device: Device, token: str) -> None:
+        messages.warning(
+            request,
+            format_html(
+                "API token for <b>{}</b>, shown only now (only its hash is stored): <code>{}</code>",
+                device.name, token,
+            ),
+        )
+
+    @admin.action(description="Revoke the selected devices' tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        for device in queryset:
+            services.device_revoke(device=device)
+        messages.success(request, f"Revoked {queryset.count()} device token(s).")
+
+    @admin.action(description="Issue new tokens (the old ones stop working)")
+    def issue_new_tokens(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        for device in queryset:
+            self._show_token_once(request, device, services.device_issue_token(device=device))
+
+
+# --- Check-ins (read-only) -------------------------------------------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(CheckIn)
+class CheckInAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "device", "claimed_external_id", "status", "decision", "reason", "score", "attempts"]
+    list_filter = ["status", "decision", "reason", "device"]
+    search_fields = ["claimed_external_id"]
+    list_select_related = ["device"]
+    date_hierarchy = "created_at"
+
+
+# --- Audit log (read-only for everyone) ------------------------------------------------------
+
+
+class DistinctValueFilter(admin.SimpleListFilter):
+    """Filter on the distinct values of a snapshot column (no FK: audit rows outlive people/devices)."""
+
+    field_name = ""
+    limit = 200
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):  # noqa: ANN201
+        values = (
+            AuditEntry.objects.exclude(**{self.field_name: ""})
+            .order_by(self.field_name)
+            .values_list(self.field_name, flat=True)
+            .distinct()[: self.limit]
+        )
+        return [(value, value) for value in values]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEntry]) -> QuerySet[AuditEntry]:
+        if self.value():
+            return queryset.filter(**{self.field_name: self.value()})
+        return queryset
+
+
+class DeviceFilter(DistinctValueFilter):
+    title = "device"
+    parameter_name = "device"
+    field_name = "device_name"
+
+
+class PersonFilter(DistinctValueFilter):
+    title = "person"
+    parameter_name = "person"
+    field_name = "person_external_id"
+
+
+class ReasonFilter(DistinctValueFilter):
+    title = "reason"
+    parameter_name = "reason"
+    field_name = "reason"
+
+
+class DecisionFilter(admin.SimpleListFilter):
+    title = "decision"
+    parameter_name = "decision"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):  # noqa: ANN201
+        return [("1", "1 (admitted)"), ("0", "0 (refused)"), ("none", "none (failure or event)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEntry]) -> QuerySet[AuditEntry]:
+        if self.value() in ("0", "1"):
+            return queryset.filter(decision=int(self.value()))
+        if self.value() == "none":
+            return queryset.filter(decision__isnull=True)
+        return queryset
+
+
+CSV_COLUMNS = [
+    "seq", "created_at", "kind", "device_name", "person_external_id", "person_name", "decision", "score",
+    "threshold", "reason", "model_version", "processing_ms", "checkin_id", "entry_hash",
+]
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    change_list_template = "admin/verification/auditentry/change_list.html"
+    list_display = [
+        "seq", "created_at", "kind", "device_name", "person_external_id", "person_name", "decision_badge",
+        "score_display", "threshold", "reason", "model_version", "processing_ms",
+    ]
+    list_filter = [DecisionFilter, "kind", DeviceFilter, PersonFilter, ReasonFilter, ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["person_name", "person_external_id"]
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    fields = [
+        "seq", "created_at", "kind", "decision_badge", "score", "threshold", "reason", "model_version",
+        "processing_ms", "device_name", "device_ref", "person_external_id", "person_name", "person_erased_at",
+        "images", "checkin", "detail", "prev_hash", "entry_hash",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="Decision", ordering="decision")
+    def decision_badge(self, obj: AuditEntry) -> str:
+        if obj.decision is None:
+            return "-"
+        colour, label = ("#1b7f3b", "1 admitted") if obj.decision == 1 else ("#b3261e", "0 refused")
+        return format_html(
+            '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px;font-weight:bold">{}</span>',
+            colour, label,
+        )
+
+    @admin.display(description="Score", ordering="score")
+    def score_display(self, obj: AuditEntry) -> str:
+        return "-" if obj.score is None else f"{obj.score:.3f}"
+
+    @admin.display(description="Snapshot and best-matching reference")
+    def images(self, obj: AuditEntry) -> str:
+        checkin = CheckIn.objects.filter(pk=obj.checkin_id).select_related("best_reference").first()
+        if checkin is None:
+            return "(check-in deleted)"
+        cells = [("Snapshot", thumbnail(checkin.snapshot, size=240, alt="snapshot"))]
+        if checkin.best_reference is not None:
+            cells.append(("Best reference", thumbnail(checkin.best_reference.image, size=240, alt="reference")))
+            cells.append(("Aligned reference face", thumbnail(checkin.best_reference.face_crop, size=120, alt="face")))
+        return format_html(
+            '<div style="display:flex;gap:16px">{}</div>',
+            format_html_join("", '<figure style="margin:0">{}<figcaption>{}</figcaption></figure>',
+                             ((image, label) for label, image in cells)),
+        )
+
+    def get_urls(self):  # noqa: ANN201
+        export = path(
+            "export.csv", self.admin_site.admin_view(self.export_csv), name="verification_auditentry_export"
+        )
+        return [export, *super().get_urls()]
+
+    def export_csv(self, request: HttpRequest) -> HttpResponse:
+        """The changelist's current filters and search, as CSV (streamed)."""
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        queryset = self.get_changelist_instance(request).get_queryset(request)
+        writer = csv.writer(_Echo())
+
+        def rows():
+            yield writer.writerow(CSV_COLUMNS)
+            for entry in queryset.order_by("seq").iterator(chunk_size=1000):
+                yield writer.writerow([_csv_value(getattr(entry, column)) for column in CSV_COLUMNS])
+
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        response = StreamingHttpResponse(rows(), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
+        return response
+
+
+def _csv_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        # Spreadsheet formula injection: a name like "=HYPERLINK(...)" must stay text.
+        return "'" + value
+    return "" if value is None else value

@@ -55,6 +55,14 @@ def person_create(
 
 
 @transaction.atomic
+def person_save(*, person: Person) -> Person:
+    """Validate and save a person built by a form (the admin's add and change pages)."""
+    person.full_clean()
+    person.save()
+    return person
+
+
+@transaction.atomic
 def reference_add(*, person: Person, image_file: IO[bytes]) -> ReferenceImage:
     """Store a reference photo (limits checked here) and queue its embedding after commit."""
     validate_image(image_file, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
@@ -103,6 +111,15 @@ def reference_embed(*, reference_id: int) -> ReferenceImage | None:
     return updated
 
 
+@transaction.atomic
+def reference_delete(*, reference: ReferenceImage) -> None:
+    """Delete a reference photo with its files and embedding."""
+    for file in (reference.image, reference.face_crop):
+        if file:
+            file.storage.delete(file.name)
+    reference.delete()
+
+
 def reference_fail(*, reference_id: int, error: str = "") -> ReferenceImage | None:
     """A reference whose embedding kept failing: rejected with ``processing_error``."""
     logger.warning("reference %s rejected after errors: %s", reference_id, error)
@@ -131,11 +148,20 @@ def _png_bytes(rgb: Any) -> bytes:
 @transaction.atomic
 def device_create(*, name: str) -> tuple[Device, str]:
     """Create a device and return it with its raw token. Only the hash is stored: show it once."""
+    device = Device(name=name)
+    return device, device_issue_token(device=device)
+
+
+@transaction.atomic
+def device_issue_token(*, device: Device) -> str:
+    """Give a (new or existing) device a fresh token, replacing any old one; return the raw token."""
     raw_token = secrets.token_urlsafe(32)
-    device = Device(name=name, token_hash=selectors.token_hash(raw_token), token_prefix=raw_token[:8])
+    device.token_hash = selectors.token_hash(raw_token)
+    device.token_prefix = raw_token[:8]
+    device.revoked_at = None
     device.full_clean()
     device.save()
-    return device, raw_token
+    return raw_token
 
 
 @transaction.atomic

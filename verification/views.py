@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import SuspiciousFileOperation
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.static import serve
 
@@ -12,6 +13,9 @@ from django.views.static import serve
 @staff_member_required
 def media(request: HttpRequest, path: str) -> HttpResponse:
     # ``serve`` refuses paths that escape MEDIA_ROOT; staff-only plus no caching by proxies.
-    response = serve(request, path, document_root=settings.MEDIA_ROOT)
+    try:
+        response = serve(request, path, document_root=settings.MEDIA_ROOT)
+    except SuspiciousFileOperation:
+        raise Http404("No such file.") from None
     response["X-Content-Type-Options"] = "nosniff"
     return response
