@@ -9,8 +9,9 @@ import csv
 from datetime import datetime
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path, reverse
@@ -47,11 +48,16 @@ class ReferenceImageForm(forms.ModelForm):
         model = ReferenceImage
         fields = ["image"]
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # A stored photo is never replaced in place (its embedding would go stale).
+            self.fields["image"].disabled = True
+            self.fields["image"].required = False
+
     def clean_image(self):  # noqa: ANN201 - Django form hook
         image = self.cleaned_data.get("image")
         if image and not self.instance.pk:
-            from django.conf import settings
-
             try:
                 validate_image(image, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
             except InvalidImage as exc:
@@ -64,11 +70,8 @@ class ReferenceImageInline(admin.TabularInline):
     form = ReferenceImageForm
     extra = 1
     fields = ["image", "photo", "face", "status", "reason", "model_version", "created_at"]
+    # An uploaded photo is never replaced in place: delete it and upload another.
     readonly_fields = ["photo", "face", "status", "reason", "model_version", "created_at"]
-
-    def get_readonly_fields(self, request: HttpRequest, obj=None):  # noqa: ANN001, ANN201
-        # An uploaded photo is never replaced in place: delete it and upload another.
-        return self.readonly_fields
 
     @admin.display(description="Photo")
     def photo(self, obj: ReferenceImage) -> str:
@@ -322,8 +325,6 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     def export_csv(self, request: HttpRequest) -> HttpResponse:
         """The changelist's current filters and search, as CSV (streamed)."""
         if not self.has_view_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         queryset = self.get_changelist_instance(request).get_queryset(request)
         writer = csv.writer(_Echo())

@@ -9,6 +9,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 from django.conf import settings
 
 from verification import services
@@ -18,6 +19,17 @@ logger = logging.getLogger(__name__)
 RETRY_BACKOFF_BASE_SECONDS = 2
 RETRY_BACKOFF_MAX_SECONDS = 60
 RETRYABLE = services.TRANSIENT_ERRORS + (SoftTimeLimitExceeded,)
+
+
+@worker_process_init.connect
+def _load_model_before_first_task(**kwargs) -> None:
+    """Each worker process loads and warms the model once, before it takes a task."""
+    from verification import inference
+
+    try:
+        inference.get_model()
+    except Exception:  # noqa: BLE001 - the first task retries the load and records the failure
+        logger.exception("could not load the face model at worker start")
 
 
 def _backoff(retries: int) -> int:

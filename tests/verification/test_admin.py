@@ -8,7 +8,7 @@ import io
 import pytest
 from django.urls import reverse
 
-from tests.conftest import image_bytes, upload
+from tests.conftest import upload
 from verification import selectors, services
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
 
@@ -206,3 +206,47 @@ def test_media_is_served_to_staff_only(client, staff_client, audit_rows):
 def test_media_view_refuses_paths_outside_media_root(staff_client):
     assert staff_client.get("/media/../manage.py").status_code == 404
     assert staff_client.get("/media/%2e%2e/%2e%2e/etc/passwd").status_code == 404
+
+
+def test_existing_reference_photo_cannot_be_replaced_in_place(staff_client, enrolled_person):
+    reference = enrolled_person.references.get()
+    url = reverse("admin:verification_person_change", args=[enrolled_person.pk])
+    data = {
+        "name": enrolled_person.name,
+        "external_id": enrolled_person.external_id,
+        "is_active": "on",
+        f"{INLINE}-TOTAL_FORMS": "1",
+        f"{INLINE}-INITIAL_FORMS": "1",
+        f"{INLINE}-MIN_NUM_FORMS": "0",
+        f"{INLINE}-MAX_NUM_FORMS": "1000",
+        f"{INLINE}-0-id": str(reference.pk),
+        f"{INLINE}-0-person": str(enrolled_person.pk),
+        f"{INLINE}-0-image": upload(name="other.jpg"),
+    }
+    response = staff_client.post(url, data)
+    assert response.status_code == 302
+    before = reference.image.name
+    reference.refresh_from_db()
+    assert reference.image.name == before
+    assert reference.status == ReferenceImage.Status.READY
+
+
+def test_deleting_a_reference_in_the_inline_removes_its_files(staff_client, enrolled_person):
+    reference = enrolled_person.references.get()
+    storage, names = reference.image.storage, [reference.image.name, reference.face_crop.name]
+    url = reverse("admin:verification_person_change", args=[enrolled_person.pk])
+    data = {
+        "name": enrolled_person.name,
+        "external_id": enrolled_person.external_id,
+        "is_active": "on",
+        f"{INLINE}-TOTAL_FORMS": "1",
+        f"{INLINE}-INITIAL_FORMS": "1",
+        f"{INLINE}-MIN_NUM_FORMS": "0",
+        f"{INLINE}-MAX_NUM_FORMS": "1000",
+        f"{INLINE}-0-id": str(reference.pk),
+        f"{INLINE}-0-person": str(enrolled_person.pk),
+        f"{INLINE}-0-DELETE": "on",
+    }
+    assert staff_client.post(url, data).status_code == 302
+    assert not ReferenceImage.objects.filter(pk=reference.pk).exists()
+    assert not any(storage.exists(name) for name in names)

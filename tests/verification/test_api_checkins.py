@@ -120,7 +120,7 @@ def test_overlong_person_is_400(device_client):
 
 
 def test_submit_without_wait_is_202_with_the_checkin_url(device_client, monkeypatch):
-    monkeypatch.setattr(services, "_enqueue", lambda name, object_id: True)  # no worker answers
+    monkeypatch.setattr("verification.services.queueing.enqueue", lambda name, object_id: True)  # no worker answers
     response = post(device_client)
     assert response.status_code == 202
     body = response.json()
@@ -201,3 +201,24 @@ def test_openapi_schema_and_docs_are_served(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+
+
+def test_database_failure_at_submit_is_503_with_retry_after(device_client, monkeypatch):
+    from django.db import OperationalError
+
+    from verification.models import CheckIn as CheckInModel
+
+    def database_down(self, *args, **kwargs):
+        raise OperationalError("database is down")
+
+    monkeypatch.setattr(CheckInModel, "save", database_down)
+    response = post(device_client)
+    assert_error(response, 503, "unavailable")
+    assert response["Retry-After"] == "5"
+
+
+def test_authenticated_request_records_when_the_device_was_last_seen(device_client, device):
+    assert device.last_seen_at is None
+    device_client.get(f"{URL}1/")
+    device.refresh_from_db()
+    assert device.last_seen_at is not None

@@ -31,7 +31,7 @@ def test_create_device_refuses_a_duplicate_name(device):
 
 def test_sweep_requeues_only_stuck_checkins(device, monkeypatch):
     queued = []
-    monkeypatch.setattr(services, "_enqueue", lambda name, object_id: queued.append((name, object_id)) or True)
+    monkeypatch.setattr("verification.services.queueing.enqueue", lambda name, object_id: queued.append((name, object_id)) or True)
     stuck = services.checkin_submit(device=device, person_external_id="B-1", snapshot_file=upload())
     crashed = services.checkin_submit(device=device, person_external_id="B-2", snapshot_file=upload())
     fresh = services.checkin_submit(device=device, person_external_id="B-3", snapshot_file=upload())

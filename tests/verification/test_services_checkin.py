@@ -10,7 +10,7 @@ from tests.conftest import upload
 from verification import services
 from verification.audit import audit_verify
 from verification.errors import InvalidImage
-from verification.models import AuditEntry, CheckIn, ReferenceImage
+from verification.models import AuditEntry, CheckIn
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ def submit(device, external_id="B-1001", data=None) -> CheckIn:
 
 def test_submit_stores_pending_row_and_queues_after_commit(device, person, django_capture_on_commit_callbacks, monkeypatch):
     queued = []
-    monkeypatch.setattr(services, "_enqueue", lambda name, object_id: queued.append((name, object_id)) or True)
+    monkeypatch.setattr("verification.services.queueing.enqueue", lambda name, object_id: queued.append((name, object_id)) or True)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         checkin = submit(device)
         assert queued == []  # nothing queued before commit

@@ -31,7 +31,7 @@ def test_person_create_refuses_validity_window_that_ends_before_it_starts():
 
 def test_reference_add_stores_a_pending_photo_and_queues_embedding(person, django_capture_on_commit_callbacks, monkeypatch):
     queued = []
-    monkeypatch.setattr(services, "_enqueue", lambda name, object_id: queued.append((name, object_id)) or True)
+    monkeypatch.setattr("verification.services.queueing.enqueue", lambda name, object_id: queued.append((name, object_id)) or True)
     with django_capture_on_commit_callbacks(execute=True):
         reference = services.reference_add(person=person, image_file=upload(name="ada.jpg"))
     reference.refresh_from_db()

@@ -8,7 +8,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from verification import selectors
+from verification import selectors, services
 from verification.models import Device
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class DeviceTokenAuthentication(authentication.BaseAuthentication):
             # Unknown and revoked tokens look the same to the caller; the log says which prefix.
             logger.warning("rejected device token %s... from %s", raw_token[:8], request.META.get("REMOTE_ADDR"))
             raise exceptions.AuthenticationFailed("Unknown or revoked token.")
+        services.device_seen(device=device)
         return DevicePrincipal(device), device
 
     def authenticate_header(self, request: Request) -> str:

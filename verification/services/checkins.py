@@ -1,21 +1,16 @@
-"""Every write, with its rules. Keyword-only, typed, named ``<thing>_<verb>``.
+"""Check-ins: store and queue (web), claim, verify and decide (worker), fail, sweep.
 
-Web-process functions validate and store, then queue work after commit. Worker functions
-(``reference_embed``, ``checkin_process``) import the model bridge lazily. "No face", "two faces",
-"not enrolled" are decisions with a reason, not exceptions; only transient errors propagate so the
-task can retry them.
+"No face", "two faces", "not enrolled" are decisions with a reason, not exceptions; only transient
+errors propagate, so the task can retry them.
 """
 from __future__ import annotations
 
-import io
 import logging
-import secrets
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import IO, Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -25,6 +20,7 @@ from verification.audit import audit_append
 from verification.errors import DomainError, ServiceUnavailable
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
+from verification.services import queueing
 
 logger = logging.getLogger(__name__)
 
@@ -32,145 +28,6 @@ logger = logging.getLogger(__name__)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, ConnectionError, TimeoutError)
 
 Reason = CheckIn.Reason
-
-
-# --- People and reference photos -------------------------------------------------------------
-
-
-@transaction.atomic
-def person_create(
-    *,
-    name: str,
-    external_id: str,
-    is_active: bool = True,
-    valid_from: datetime | None = None,
-    valid_until: datetime | None = None,
-) -> Person:
-    person = Person(
-        name=name, external_id=external_id, is_active=is_active, valid_from=valid_from, valid_until=valid_until
-    )
-    person.full_clean()
-    person.save()
-    return person
-
-
-@transaction.atomic
-def person_save(*, person: Person) -> Person:
-    """Validate and save a person built by a form (the admin's add and change pages)."""
-    person.full_clean()
-    person.save()
-    return person
-
-
-@transaction.atomic
-def reference_add(*, person: Person, image_file: IO[bytes]) -> ReferenceImage:
-    """Store a reference photo (limits checked here) and queue its embedding after commit."""
-    validate_image(image_file, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
-    reference = ReferenceImage(person=person)
-    reference.image.save(getattr(image_file, "name", "") or "reference.jpg", image_file, save=False)
-    reference.full_clean()
-    reference.save()
-    reference_id = reference.pk
-    transaction.on_commit(lambda: _enqueue("reference_embed_task", reference_id))
-    return reference
-
-
-def reference_embed(*, reference_id: int) -> ReferenceImage | None:
-    """Worker: detect, align, embed one pending reference; mark it ready or rejected with a reason."""
-    from verification import inference
-
-    reference = ReferenceImage.objects.filter(pk=reference_id).first()
-    if reference is None or reference.status != ReferenceImage.Status.PENDING:
-        return reference  # Already handled (redelivered task) or deleted meanwhile.
-    ReferenceImage.objects.filter(pk=reference_id).update(attempts=F("attempts") + 1)
-    try:
-        with reference.image.open("rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        return _reference_finish(reference_id, status=ReferenceImage.Status.REJECTED, reason="unreadable_image")
-    info = inference.model_info()
-    try:
-        face = inference.embed_face(data)
-    except inference.FaceRejected as rejected:
-        return _reference_finish(reference_id, status=ReferenceImage.Status.REJECTED, reason=rejected.reason)
-
-    crop_name = reference.face_crop.field.generate_filename(reference, "face.png")
-    stored_name = reference.face_crop.storage.save(crop_name, ContentFile(_png_bytes(face.crop)))
-    embedding = face.embedding.astype("<f4")
-    updated = _reference_finish(
-        reference_id,
-        status=ReferenceImage.Status.READY,
-        face_crop=stored_name,
-        embedding=embedding.tobytes(),
-        embedding_dim=int(embedding.shape[0]),
-        model_version=info.version,
-        embedded_at=timezone.now(),
-    )
-    if updated is None or updated.face_crop.name != stored_name:
-        reference.face_crop.storage.delete(stored_name)  # Another worker finished first.
-    return updated
-
-
-@transaction.atomic
-def reference_delete(*, reference: ReferenceImage) -> None:
-    """Delete a reference photo with its files and embedding."""
-    for file in (reference.image, reference.face_crop):
-        if file:
-            file.storage.delete(file.name)
-    reference.delete()
-
-
-def reference_fail(*, reference_id: int, error: str = "") -> ReferenceImage | None:
-    """A reference whose embedding kept failing: rejected with ``processing_error``."""
-    logger.warning("reference %s rejected after errors: %s", reference_id, error)
-    return _reference_finish(reference_id, status=ReferenceImage.Status.REJECTED, reason="processing_error")
-
-
-def _reference_finish(reference_id: int, *, status: str, reason: str = "", **fields: Any) -> ReferenceImage | None:
-    # Conditional on still pending: two deliveries of the same task cannot both write.
-    ReferenceImage.objects.filter(pk=reference_id, status=ReferenceImage.Status.PENDING).update(
-        status=status, reason=reason, updated_at=timezone.now(), **fields
-    )
-    return ReferenceImage.objects.filter(pk=reference_id).first()
-
-
-def _png_bytes(rgb: Any) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-# --- Devices ---------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def device_create(*, name: str) -> tuple[Device, str]:
-    """Create a device and return it with its raw token. Only the hash is stored: show it once."""
-    device = Device(name=name)
-    return device, device_issue_token(device=device)
-
-
-@transaction.atomic
-def device_issue_token(*, device: Device) -> str:
-    """Give a (new or existing) device a fresh token, replacing any old one; return the raw token."""
-    raw_token = secrets.token_urlsafe(32)
-    device.token_hash = selectors.token_hash(raw_token)
-    device.token_prefix = raw_token[:8]
-    device.revoked_at = None
-    device.full_clean()
-    device.save()
-    return raw_token
-
-
-@transaction.atomic
-def device_revoke(*, device: Device) -> Device:
-    if device.revoked_at is None:
-        device.revoked_at = timezone.now()
-        device.save(update_fields=["revoked_at", "updated_at"])
-        audit_append(kind=AuditEntry.Kind.DEVICE_REVOKED, device_ref=device.pk, device_name=device.name)
-    return device
 
 
 # --- Check-ins -------------------------------------------------------------------------------
@@ -198,7 +55,7 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
             checkin.full_clean()
             checkin.save()
             checkin_id = checkin.pk
-            transaction.on_commit(lambda: _enqueue("checkin_process_task", checkin_id))
+            transaction.on_commit(lambda: queueing.enqueue("checkin_process_task", checkin_id))
     except DatabaseError as exc:
         logger.exception("check-in could not be stored")
         raise ServiceUnavailable("The check-in could not be stored; retry shortly.") from exc
@@ -389,7 +246,7 @@ def checkins_sweep(*, older_than_seconds: int | None = None) -> dict[str, list[i
         CheckIn.objects.filter(pk=checkin_id, status__in=[CheckIn.Status.PENDING, CheckIn.Status.PROCESSING]).update(
             status=CheckIn.Status.PENDING, queued_at=timezone.now(), updated_at=timezone.now()
         )
-        if _enqueue("checkin_process_task", checkin_id):
+        if queueing.enqueue("checkin_process_task", checkin_id):
             requeued.append(checkin_id)
     references = list(
         ReferenceImage.objects.filter(status=ReferenceImage.Status.PENDING, updated_at__lt=cutoff).values_list(
@@ -397,17 +254,5 @@ def checkins_sweep(*, older_than_seconds: int | None = None) -> dict[str, list[i
         )
     )
     for reference_id in references:
-        _enqueue("reference_embed_task", reference_id)
+        queueing.enqueue("reference_embed_task", reference_id)
     return {"checkins": requeued, "references": references}
-
-
-def _enqueue(task_name: str, object_id: int) -> bool:
-    """Queue a task by id. A broker that is down is logged, not raised: the row waits for the sweep."""
-    from verification import tasks
-
-    try:
-        getattr(tasks, task_name).delay(object_id)
-    except Exception:  # noqa: BLE001 - kombu raises many types when the broker is unreachable
-        logger.exception("could not queue %s(%s); the sweep will retry", task_name, object_id)
-        return False
-    return True
