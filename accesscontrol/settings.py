@@ -26,6 +26,7 @@ Environment variables (default in brackets):
 - ``IMAGE_MAX_PIXELS`` [25_000_000]: largest accepted width x height, checked before decoding.
 - ``CHECKIN_STUCK_AFTER_SECONDS`` [300]: a check-in pending/processing longer than this is re-queued by
   ``manage.py sweep_checkins``.
+- ``CHECKIN_SWEEP_INTERVAL_SECONDS`` [60]: how often ``celery -A accesscontrol beat`` runs that sweep.
 - ``CHECKIN_MAX_ATTEMPTS`` [5]: processing attempts (transient errors) before a check-in is marked failed.
 - ``API_RATE_LIMIT`` [``120/min``]: requests per device token (DRF throttle syntax).
 - ``SECURE_SSL_REDIRECT`` [off]: redirect HTTP to HTTPS.
@@ -176,6 +177,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": max(3600, CELERY_TASK_T
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# `celery -A accesscontrol beat` runs the sweep; without beat, run `manage.py sweep_checkins` from cron.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-checkins": {
+        "task": "verification.tasks.sweep_stuck_task",
+        "schedule": float(env_int("CHECKIN_SWEEP_INTERVAL_SECONDS", 60, minimum=1)),
+    },
+}
 
 # --- REST API ---
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")

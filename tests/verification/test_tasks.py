@@ -107,3 +107,21 @@ def test_reference_that_keeps_failing_ends_rejected(person, fake_model, settings
     tasks.reference_embed_task.apply(args=[reference.pk])
     reference.refresh_from_db()
     assert (reference.status, reference.reason) == ("rejected", "processing_error")
+
+
+def test_beat_schedule_names_the_registered_sweep_task(settings):
+    from accesscontrol.celery import app
+
+    app.loader.import_default_modules()
+    for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        assert entry["task"] in app.tasks
+
+
+def test_sweep_task_requeues_stuck_checkins(device, monkeypatch):
+    queued = []
+    monkeypatch.setattr("verification.services.queueing.enqueue", lambda name, object_id: queued.append(object_id) or True)
+    checkin = services.checkin_submit(device=device, person_external_id="B-9", snapshot_file=upload())
+    CheckIn.objects.filter(pk=checkin.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    result = tasks.sweep_stuck_task.apply().get()
+    assert result["checkins"] == [checkin.pk]
+    assert queued == [checkin.pk]
