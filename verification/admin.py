@@ -12,6 +12,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path, reverse
@@ -127,12 +128,27 @@ class PersonAdmin(admin.ModelAdmin):
             if inline_form.instance.pk is not None:
                 formset.deleted_objects.append(inline_form.instance)
                 services.reference_delete(reference=inline_form.instance)
-        added = len(formset.new_objects)
-        if added:
+        if formset.new_objects:
+            new_ids = [reference.pk for reference in formset.new_objects]
+            # Runs after the embedding tasks were queued (callbacks run in order): when tasks run
+            # in-process the face check is already done and its verdict can be shown right away.
+            transaction.on_commit(lambda: self._report_face_checks(request, new_ids))
+
+    def _report_face_checks(self, request: HttpRequest, reference_ids: list[int]) -> None:
+        references = ReferenceImage.objects.filter(pk__in=reference_ids).order_by("pk")
+        pending = 0
+        for number, reference in enumerate(references, start=1):
+            if reference.status == ReferenceImage.Status.REJECTED:
+                messages.error(request, f"New photo {number} was rejected: {reference.get_reason_display()}.")
+            elif reference.status == ReferenceImage.Status.READY:
+                messages.success(request, f"New photo {number} is enrolled (one face found and embedded).")
+            else:
+                pending += 1
+        if pending:
             messages.info(
                 request,
-                f"{added} photo(s) queued for the face check; their state (pending / ready / rejected and why) "
-                "shows below.",
+                f"{pending} photo(s) queued for the face check; reload to see the state "
+                "(pending / ready / rejected and why).",
             )
 
 

@@ -58,7 +58,9 @@ def test_inline_upload_of_a_photo_without_a_face_shows_rejected_with_reason(
 ):
     fake_model.reject_reason = "no_face"
     with django_capture_on_commit_callbacks(execute=True):
-        staff_client.post(reverse("admin:verification_person_add"), person_form())
+        response = staff_client.post(reverse("admin:verification_person_add"), person_form())
+    shown = [str(message) for message in response.wsgi_request._messages]
+    assert "New photo 1 was rejected: No face found." in shown
     person = Person.objects.get(external_id="B-2002")
     reference = ReferenceImage.objects.get(person=person)
     assert (reference.status, reference.reason) == ("rejected", "no_face")
@@ -81,6 +83,15 @@ def test_inline_upload_over_the_pixel_limit_is_a_form_error(staff_client, settin
     assert response.status_code == 200
     assert "the limit is 100 pixels" in response.content.decode()
     assert not ReferenceImage.objects.exists()
+
+
+def test_inline_upload_with_a_worker_says_the_photo_is_queued(staff_client, monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr("verification.services.queueing.enqueue", lambda name, object_id: True)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(reverse("admin:verification_person_add"), person_form())
+    shown = [str(message) for message in response.wsgi_request._messages]
+    assert any("1 photo(s) queued for the face check" in message for message in shown)
+    assert ReferenceImage.objects.get().status == ReferenceImage.Status.PENDING
 
 
 def test_device_added_in_admin_shows_its_token_once(staff_client):
