@@ -203,7 +203,7 @@ def test_openapi_schema_and_docs_are_served(client):
     assert b"swagger-ui" in docs.content
 
 
-def test_database_failure_at_submit_is_503_with_retry_after(device_client, monkeypatch):
+def test_database_failure_at_submit_is_503_with_retry_after(device_client, monkeypatch, settings):
     from django.db import OperationalError
 
     from verification.models import CheckIn as CheckInModel
@@ -215,6 +215,8 @@ def test_database_failure_at_submit_is_503_with_retry_after(device_client, monke
     response = post(device_client)
     assert_error(response, 503, "unavailable")
     assert response["Retry-After"] == "5"
+    snapshots = settings.MEDIA_ROOT / "snapshots"
+    assert not snapshots.exists() or not any(snapshots.iterdir())  # no orphan file left behind
 
 
 def test_authenticated_request_records_when_the_device_was_last_seen(device_client, device):

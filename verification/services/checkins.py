@@ -43,14 +43,10 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
     external_id = (person_external_id or "").strip()
     if not external_id or len(external_id) > 64:
         raise DomainError("person must be an external ID of 1 to 64 characters.", code="invalid_person")
+    checkin = CheckIn(device=device, claimed_external_id=external_id, queued_at=timezone.now())
     try:
         with transaction.atomic():
-            checkin = CheckIn(
-                device=device,
-                claimed_external_id=external_id,
-                person=selectors.person_by_external_id(external_id=external_id),
-                queued_at=timezone.now(),
-            )
+            checkin.person = selectors.person_by_external_id(external_id=external_id)
             checkin.snapshot.save(getattr(snapshot_file, "name", "") or "snapshot.jpg", snapshot_file, save=False)
             checkin.full_clean()
             checkin.save()
@@ -58,6 +54,8 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
             transaction.on_commit(lambda: queueing.enqueue("checkin_process_task", checkin_id))
     except DatabaseError as exc:
         logger.exception("check-in could not be stored")
+        if checkin.snapshot.name:
+            checkin.snapshot.storage.delete(checkin.snapshot.name)  # no row points at it
         raise ServiceUnavailable("The check-in could not be stored; retry shortly.") from exc
     return checkin
 
