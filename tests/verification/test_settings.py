@@ -71,7 +71,7 @@ def test_production_refuses_to_start_without_allowed_hosts():
 
 
 def test_bad_numeric_setting_stops_start_up():
-    result = _django(["check"], DEBUG="1", UPLOAD_MAX_BYTES="lots")
+    result = _django(["check"], DEBUG="1", UPLOAD_MAX_BYTES="lots", DATABASE_URL="sqlite:///:memory:")
     assert result.returncode != 0
     assert "UPLOAD_MAX_BYTES='lots' is not an integer" in result.stderr
 
@@ -97,3 +97,23 @@ def test_no_broker_means_tasks_run_in_process(settings):
     assert settings.CELERY_TASK_ACKS_LATE and settings.CELERY_TASK_REJECT_ON_WORKER_LOST
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
     assert settings.CELERY_TASK_SERIALIZER == "json"
+
+
+def test_models_and_migrations_are_in_step(tmp_path):
+    result = _django(
+        ["makemigrations", "--check", "--dry-run", "verification"],
+        DEBUG="1",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_openapi_schema_validates_without_warnings(tmp_path):
+    result = _django(
+        ["spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml")],
+        DEBUG="1",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    schema = (tmp_path / "schema.yaml").read_text()
+    assert "/api/v1/checkins/{id}/" in schema and "DeviceToken" in schema
