@@ -113,6 +113,13 @@ class PersonAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Person, form, change: bool) -> None:  # noqa: ANN001
         services.person_save(person=obj)
 
+    def delete_model(self, request: HttpRequest, obj: Person) -> None:
+        services.person_delete(person=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Person]) -> None:
+        for person in queryset:
+            services.person_delete(person=person)
+
     def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:  # noqa: ANN001
         if formset.model is not ReferenceImage:
             return super().save_formset(request, form, formset, change)

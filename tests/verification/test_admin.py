@@ -261,3 +261,16 @@ def test_deleting_a_reference_in_the_inline_removes_its_files(staff_client, enro
     assert staff_client.post(url, data).status_code == 302
     assert not ReferenceImage.objects.filter(pk=reference.pk).exists()
     assert not any(storage.exists(name) for name in names)
+
+
+def test_deleting_a_person_in_the_admin_removes_their_photos_but_not_the_audit(staff_client, audit_rows, enrolled_person):
+    reference = enrolled_person.references.get()
+    storage, names = reference.image.storage, [reference.image.name, reference.face_crop.name]
+    audit_before = AuditEntry.objects.count()
+    url = reverse("admin:verification_person_delete", args=[enrolled_person.pk])
+    assert staff_client.post(url, {"post": "yes"}).status_code == 302
+    assert not Person.objects.filter(pk=enrolled_person.pk).exists()
+    assert not ReferenceImage.objects.exists()
+    assert not any(storage.exists(name) for name in names)
+    assert AuditEntry.objects.count() == audit_before
+    assert CheckIn.objects.filter(claimed_external_id="B-1001", person__isnull=True).count() == 2

@@ -51,6 +51,17 @@ def person_save(*, person: Person) -> Person:
 
 
 @transaction.atomic
+def person_delete(*, person: Person) -> None:
+    """Delete a person with their reference photos, face crops and embeddings (files included).
+
+    Check-ins keep their claimed ID (the person link becomes empty); the audit log is untouched.
+    """
+    for reference in list(person.references.all()):
+        reference_delete(reference=reference)
+    person.delete()
+
+
+@transaction.atomic
 def reference_add(*, person: Person, image_file: IO[bytes]) -> ReferenceImage:
     """Store a reference photo (limits checked here) and queue its embedding after commit."""
     validate_image(image_file, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
