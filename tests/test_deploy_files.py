@@ -34,7 +34,7 @@ def _command(service: dict) -> list[str]:
 
 
 def test_compose_defines_web_worker_broker_database_and_migration(services: dict) -> None:
-    assert set(services) == {"db", "redis", "migrate", "web", "worker"}
+    assert set(services) == {"db", "redis", "migrate", "web", "worker", "beat"}
 
 
 @pytest.mark.parametrize("name", ["db", "redis", "web", "worker"])
@@ -68,12 +68,12 @@ def test_migrations_run_once_per_start_against_a_healthy_database(services: dict
     assert migrate["restart"] == "no", "a one-shot job must not be restarted after it succeeds"
 
 
-def test_web_worker_and_migrate_share_one_image_and_one_environment(services: dict) -> None:
-    app_services = [services[name] for name in ("web", "worker", "migrate")]
+def test_web_worker_beat_and_migrate_share_one_image_and_one_environment(services: dict) -> None:
+    app_services = [services[name] for name in ("web", "worker", "beat", "migrate")]
     assert {service["image"] for service in app_services} == {"accesscontrol:latest"}
     assert {service["build"] for service in app_services} == {"."}
     environments = [service["environment"] for service in app_services]
-    assert environments[0] == environments[1] == environments[2]
+    assert all(environment == environments[0] for environment in environments)
 
 
 def test_environment_is_production_with_a_required_secret(services: dict) -> None:
@@ -119,6 +119,18 @@ def test_web_command_serves_the_projects_wsgi_application(services: dict) -> Non
     module = __import__(module_name, fromlist=[attribute])
     assert callable(getattr(module, attribute))
     assert command[command.index("--bind") + 1] == "0.0.0.0:8000"
+
+
+def test_beat_schedules_the_sweep_with_a_writable_schedule_file(services: dict) -> None:
+    from accesscontrol.celery import app
+
+    command = _command(services["beat"])
+    assert command[:4] == ["celery", "-A", "accesscontrol", "beat"]
+    # The image's working directory belongs to root; the app user can write only under /tmp and volumes.
+    assert command[command.index("--schedule") + 1].startswith("/tmp/")
+    assert "ports" not in services["beat"]
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert "verification.tasks.sweep_stuck_task" in scheduled
 
 
 def test_demo_runs_the_same_worker_and_web_commands(services: dict) -> None:
