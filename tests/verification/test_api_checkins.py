@@ -224,3 +224,15 @@ def test_authenticated_request_records_when_the_device_was_last_seen(device_clie
     device_client.get(f"{URL}1/")
     device.refresh_from_db()
     assert device.last_seen_at is not None
+
+
+def test_wait_returns_202_when_no_decision_arrives_in_time(device_client, monkeypatch):
+    import time as time_module
+
+    monkeypatch.setattr("verification.services.queueing.enqueue", lambda name, object_id: True)  # no worker
+    started = time_module.monotonic()
+    response = post(device_client, {"snapshot": upload(), "person": "B-1001", "wait": "0.3"})
+    elapsed = time_module.monotonic() - started
+    assert response.status_code == 202
+    assert response.json()["status"] == "pending"
+    assert 0.3 <= elapsed < 2.0
