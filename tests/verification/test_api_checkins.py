@@ -236,3 +236,17 @@ def test_wait_returns_202_when_no_decision_arrives_in_time(device_client, monkey
     assert response.status_code == 202
     assert response.json()["status"] == "pending"
     assert 0.3 <= elapsed < 2.0
+
+
+@pytest.mark.parametrize("claimed", ["1' OR '1'='1", "<script>alert(1)</script>", "B-1001; DROP TABLE verification_person"])
+def test_sql_or_html_in_person_is_just_an_unknown_person(device_client, enrolled_person, fake_model, claimed):
+    from verification import services as service_layer
+
+    response = post(device_client, {"snapshot": upload(), "person": claimed})
+    assert response.status_code == 202
+    checkin = CheckIn.objects.get(pk=response.json()["id"])
+    assert checkin.claimed_external_id == claimed
+    service_layer.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert (checkin.decision, checkin.reason) == (0, "unknown_person")
+    assert AuditEntry.objects.get(checkin=checkin).person_external_id == claimed
