@@ -250,3 +250,11 @@ def test_sql_or_html_in_person_is_just_an_unknown_person(device_client, enrolled
     checkin.refresh_from_db()
     assert (checkin.decision, checkin.reason) == (0, "unknown_person")
     assert AuditEntry.objects.get(checkin=checkin).person_external_id == claimed
+
+
+def test_oversized_request_is_refused_from_its_content_length(device_client, settings):
+    settings.UPLOAD_MAX_BYTES = 1000
+    big = upload(b"\xff\xd8" + b"\x00" * 200_000)
+    body = assert_error(post(device_client, {"snapshot": big, "person": "B-1001"}), 400, "file_too_large")
+    assert body["detail"]["max_bytes"] == 1000
+    assert CheckIn.objects.count() == 0

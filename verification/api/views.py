@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -12,6 +13,7 @@ from rest_framework.views import APIView
 
 from verification import selectors, services
 from verification.api.serializers import CheckInSerializer, CheckInSubmitSerializer
+from verification.errors import InvalidImage
 from verification.models import CheckIn
 
 # Poll the row quickly at first (a decision typically lands within ~100 ms), then back off.
@@ -20,6 +22,23 @@ POLL_MAX_SECONDS = 0.1
 FINAL_STATUSES = (CheckIn.Status.DECIDED, CheckIn.Status.FAILED)
 ALLOWED_BODY_FIELDS = {"snapshot", "person", "wait"}
 ALLOWED_QUERY_FIELDS = {"wait"}
+# Room for the multipart boundaries and the small text fields around the snapshot.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def _reject_oversized_body(request: Request) -> None:
+    """Refuse from the Content-Length header, before Django reads (and spools) a huge body."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = settings.UPLOAD_MAX_BYTES + MULTIPART_OVERHEAD_BYTES
+    if length > limit:
+        raise InvalidImage(
+            f"The request is {length} bytes; the snapshot limit is {settings.UPLOAD_MAX_BYTES}.",
+            code="file_too_large",
+            detail={"content_length": length, "max_bytes": settings.UPLOAD_MAX_BYTES},
+        )
 
 
 def _reject_unknown_fields(request: Request) -> None:
@@ -55,6 +74,7 @@ class CheckInCreateView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        _reject_oversized_body(request)
         _reject_unknown_fields(request)
         data = {key: request.data[key] for key in request.data}
         if "wait" not in data and "wait" in request.query_params:
