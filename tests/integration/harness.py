@@ -5,11 +5,13 @@ a worker) can be read and reused on its own; ``conftest.py`` wires them into fix
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -127,6 +129,7 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group: stop() reaches prefork children and gunicorn workers
+            preexec_fn=_terminate_with_parent,
         )
 
     def log_text(self) -> str:
@@ -166,6 +169,17 @@ class WebServer:
 
     url: str
     process: ManagedProcess
+
+
+def _terminate_with_parent() -> None:
+    """Runs in the child before exec: on Linux, SIGTERM it when the test process dies.
+
+    A test run killed before its teardown would otherwise leave a worker consuming from a Redis
+    database that a later run claims, eating that run's tasks.
+    """
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def with_bind(command: Sequence[str], address: str) -> list[str]:
