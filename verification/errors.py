@@ -34,3 +34,8 @@ class ServiceUnavailable(DomainError):
 
     code = "unavailable"
     status = 503
+
+
+class ModelUnavailable(Exception):
+    """The worker could not load the face model (missing or broken files). Retried: an operator can
+    fix it; not a ``DomainError`` because no request caused it."""

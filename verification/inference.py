@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from verification.errors import ModelUnavailable
+
 # Reasons the rest of the app knows about; anything else from ``ml`` is an unreadable image.
 _FACE_REASONS = {"no_face", "multiple_faces"}
 
@@ -60,7 +62,10 @@ def get_model() -> Any:
             if _model is None:
                 import ml
 
-                model = ml.load_model(settings.FACE_MODEL_PATH or None)
+                try:
+                    model = ml.load_model(settings.FACE_MODEL_PATH or None)
+                except (ml.ModelError, OSError) as exc:
+                    raise ModelUnavailable(f"cannot load the face model: {exc}") from exc
                 model.warm_up()
                 _model = model
     return _model

@@ -125,3 +125,28 @@ def test_sweep_task_requeues_stuck_checkins(device, monkeypatch):
     result = tasks.sweep_stuck_task.apply().get()
     assert result["checkins"] == [checkin.pk]
     assert queued == [checkin.pk]
+
+
+def test_model_that_cannot_load_is_retried_then_fails_the_checkin(checkin, fake_model, settings, monkeypatch):
+    from verification import inference
+    from verification.errors import ModelUnavailable
+
+    def broken():
+        raise ModelUnavailable("no model.keras")
+
+    monkeypatch.setattr(inference, "model_info", broken)
+    settings.CHECKIN_MAX_ATTEMPTS = 2
+    tasks.checkin_process_task.apply(args=[checkin.pk])
+    checkin.refresh_from_db()
+    assert (checkin.status, checkin.reason, checkin.attempts) == ("failed", "processing_error", 2)
+    assert "no model.keras" in checkin.last_error
+
+
+def test_inference_reports_a_missing_model_as_unavailable(settings, monkeypatch, tmp_path):
+    from verification import inference
+    from verification.errors import ModelUnavailable
+
+    monkeypatch.setattr(inference, "_model", None)
+    settings.FACE_MODEL_PATH = str(tmp_path / "no-such-model")
+    with pytest.raises(ModelUnavailable, match="cannot load the face model"):
+        inference.get_model()

@@ -17,15 +17,21 @@ from django.utils import timezone
 
 from verification import selectors
 from verification.audit import audit_append
-from verification.errors import DomainError, ServiceUnavailable
+from verification.errors import DomainError, ModelUnavailable, ServiceUnavailable
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
 from verification.services import queueing
 
 logger = logging.getLogger(__name__)
 
-# Errors worth retrying: the database or the storage hiccupped. Anything else is a bug or bad data.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (DatabaseError, ConnectionError, TimeoutError)
+# Errors worth retrying: the database, the storage or the model files hiccupped. Anything else is a
+# bug or bad data.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseError,
+    ConnectionError,
+    TimeoutError,
+    ModelUnavailable,
+)
 
 Reason = CheckIn.Reason
 
@@ -67,7 +73,7 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
     redelivered task (``reclaim``, after a worker died) or a row stuck past the timeout may be
     claimed again; ``checkin_decide`` is conditional too, so a row is never decided twice.
     """
-    from verification import inference
+    from verification import inference  # worker-only: keeps the web process's imports light
 
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.CHECKIN_STUCK_AFTER_SECONDS)
