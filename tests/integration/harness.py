@@ -146,7 +146,8 @@ class ManagedProcess:
             if marker in self.log_text():
                 return
             if self.process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {self.process.returncode} before it was ready:\n{self.log_tail()}")
+                code = self.process.returncode
+                raise RuntimeError(f"{name} exited with {code} before it was ready:\n{self.log_tail()}")
             time.sleep(0.25)
         raise RuntimeError(f"{name} not ready after {timeout:.0f}s (waiting for {marker!r}):\n{self.log_tail()}")
 
