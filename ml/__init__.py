@@ -22,6 +22,7 @@ from ml.image import decode_image, read_image
 from ml.types import FACE_SIZE
 
 if TYPE_CHECKING:
+    from ml.evaluate import evaluate
     from ml.inference import SHIPPED_MODEL_DIR, FaceModel, ModelError, load_model
 
 # Names whose modules import TensorFlow: resolved on first attribute access (PEP 562).
@@ -30,6 +31,7 @@ _LAZY = {
     "ModelError": "ml.inference",
     "load_model": "ml.inference",
     "SHIPPED_MODEL_DIR": "ml.inference",
+    "evaluate": "ml.evaluate",
 }
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "UnreadableImage",
     "decode_image",
     "detect_faces",
+    "evaluate",
     "extract_face",
     "load_model",
     "read_image",

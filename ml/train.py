@@ -226,6 +226,14 @@ def train(
 
     if best_path.exists():
         trainer.siamese.load_weights(best_path)
+    return export_model(trainer, cache=cache, protocol=protocol, training=training, best=best, elapsed=elapsed,
+                        output_dir=output_dir, version=version)
+
+
+def export_model(trainer: "_Trainer", *, cache: dict[str, np.ndarray], protocol: Any, training: TrainingSet,
+                 best: dict[str, Any], elapsed: float, output_dir: str | os.PathLike[str], version: str) -> Path:
+    """Calibrate the threshold on fold 8 and write ``model.keras`` + ``manifest.json`` to ``output_dir``."""
+    config = trainer.config
     cal_pairs, cal_same = pairs_from_protocol(protocol.calibrate_pairs, cache["paths"])
     cal_scores = trainer.pair_scores(cal_pairs)
     threshold = best_threshold(cal_same, cal_scores)
