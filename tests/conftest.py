@@ -57,6 +57,9 @@ class FakeInference:
         self.calls["model_info"] += 1
         return inference.ModelInfo(version=self.version, threshold=self.threshold)
 
+    def configured_model_version(self) -> str:
+        return self.version
+
     def embed_face(self, data: bytes) -> inference.FaceEmbedding:
         self.calls["embed_face"] += 1
         if self.error is not None:
@@ -79,6 +82,7 @@ class FakeInference:
 def fake_model(monkeypatch) -> FakeInference:
     fake = FakeInference()
     monkeypatch.setattr(inference, "model_info", fake.model_info)
+    monkeypatch.setattr(inference, "configured_model_version", fake.configured_model_version)
     monkeypatch.setattr(inference, "embed_face", fake.embed_face)
     monkeypatch.setattr(inference, "score", fake.score)
     return fake

@@ -71,6 +71,17 @@ def get_model() -> Any:
     return _model
 
 
+def configured_model_version() -> str:
+    """The version in the configured model's manifest, read without loading TensorFlow."""
+    import ml
+    from ml.inference import read_manifest
+
+    try:
+        return str(read_manifest(settings.FACE_MODEL_PATH or ml.SHIPPED_MODEL_DIR)["version"])
+    except ml.ModelError as exc:
+        raise ModelUnavailable(f"cannot read the face model's manifest: {exc}") from exc
+
+
 def model_info() -> ModelInfo:
     model = get_model()
     return ModelInfo(version=str(model.version), threshold=float(model.threshold))

@@ -92,3 +92,37 @@ def test_revoked_device_no_longer_authenticates_and_is_audited(device_and_token)
 def test_device_names_are_unique(device):
     with pytest.raises(ValidationError):
         services.device_create(name=device.name)
+
+
+def test_new_model_version_re_embeds_references_and_removes_the_old_crop(enrolled_person, fake_model, django_capture_on_commit_callbacks):
+    reference = enrolled_person.references.get()
+    old_crop = reference.face_crop.name
+    fake_model.version = "fake-2"
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = services.references_requeue_stale(model_version="fake-2")
+    assert queued == [reference.pk]
+    reference.refresh_from_db()
+    assert (reference.status, reference.model_version) == ("ready", "fake-2")
+    assert reference.face_crop.name != old_crop
+    assert not reference.face_crop.storage.exists(old_crop)
+
+
+def test_references_of_the_current_model_are_not_requeued(enrolled_person, fake_model):
+    assert services.references_requeue_stale(model_version="fake-1") == []
+
+
+def test_reference_rejected_by_a_new_model_loses_its_old_embedding(enrolled_person, fake_model, django_capture_on_commit_callbacks):
+    fake_model.reject_reason = "no_face"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.references_requeue_stale(model_version="fake-2")
+    reference = enrolled_person.references.get()
+    assert (reference.status, reference.reason, reference.embedding) == ("rejected", "no_face", None)
+
+
+def test_reembed_references_command_uses_the_configured_model_version(enrolled_person, fake_model):
+    from django.core.management import call_command
+
+    fake_model.version = "fake-3"
+    out = io.StringIO()
+    call_command("reembed_references", stdout=out)
+    assert "queued 1 reference(s) for re-embedding with model fake-3" in out.getvalue()

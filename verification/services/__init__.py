@@ -24,6 +24,7 @@ from verification.services.enrolment import (
     reference_delete,
     reference_embed,
     reference_fail,
+    references_requeue_stale,
 )
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "reference_delete",
     "reference_embed",
     "reference_fail",
+    "references_requeue_stale",
 ]

@@ -10,7 +10,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from verification import selectors
@@ -91,8 +91,11 @@ def reference_embed(*, reference_id: int) -> ReferenceImage | None:
     try:
         face = inference.embed_face(data)
     except inference.FaceRejected as rejected:
-        return _reference_finish(reference_id, status=ReferenceImage.Status.REJECTED, reason=rejected.reason)
+        return _reference_finish(
+            reference_id, status=ReferenceImage.Status.REJECTED, reason=rejected.reason, embedding=None, embedding_dim=None
+        )
 
+    previous_crop = reference.face_crop.name
     crop_name = reference.face_crop.field.generate_filename(reference, "face.png")
     stored_name = reference.face_crop.storage.save(crop_name, ContentFile(_png_bytes(face.crop)))
     embedding = face.embedding.astype("<f4")
@@ -107,7 +110,30 @@ def reference_embed(*, reference_id: int) -> ReferenceImage | None:
     )
     if updated is None or updated.face_crop.name != stored_name:
         reference.face_crop.storage.delete(stored_name)  # Another worker finished first.
+    elif previous_crop:
+        reference.face_crop.storage.delete(previous_crop)  # Re-embedded by a new model.
     return updated
+
+
+def references_requeue_stale(*, model_version: str) -> list[int]:
+    """Queue re-embedding of every reference not embedded by ``model_version``.
+
+    Embeddings of different models are not comparable, so after a model change the check-ins only
+    use references the new model embedded. Photos rejected for a processing error get another try.
+    """
+    stale = ReferenceImage.objects.filter(
+        Q(status=ReferenceImage.Status.READY) & ~Q(model_version=model_version)
+        | Q(status=ReferenceImage.Status.REJECTED, reason="processing_error")
+    )
+    reference_ids = list(stale.values_list("pk", flat=True))
+    for reference_id in reference_ids:
+        with transaction.atomic():
+            # Pending, not ready: check-ins skip another model's embedding anyway.
+            ReferenceImage.objects.filter(pk=reference_id).update(
+                status=ReferenceImage.Status.PENDING, reason="", attempts=0, updated_at=timezone.now()
+            )
+            transaction.on_commit(lambda reference_id=reference_id: queueing.enqueue("reference_embed_task", reference_id))
+    return reference_ids
 
 
 @transaction.atomic

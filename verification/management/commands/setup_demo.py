@@ -19,7 +19,8 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from verification import services
+from verification import inference, services
+from verification.errors import ModelUnavailable
 from verification.models import Device, Person
 
 FACE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -54,6 +55,7 @@ class Command(BaseCommand):
         password = self._admin()
         token = self._device()
         probes = self._people(groups)
+        self._refresh_stale_embeddings()
         base_url = base_url.rstrip("/")
         self.stdout.write(f"Admin:        {base_url}/admin/  (user {ADMIN_USERNAME!r}, password {password!r})")
         self.stdout.write(f"Device token: {token}  (device {DEVICE_NAME!r})")
@@ -82,6 +84,17 @@ class Command(BaseCommand):
         if device is None:
             return services.device_create(name=DEVICE_NAME)[1]
         return services.device_issue_token(device=device)
+
+    def _refresh_stale_embeddings(self) -> None:
+        # A rerun after the shipped model changed: photos embedded by the old model are redone.
+        try:
+            version = inference.configured_model_version()
+        except ModelUnavailable as exc:
+            self.stderr.write(f"warning: {exc}; reference photos are not re-embedded")
+            return
+        stale = services.references_requeue_stale(model_version=version)
+        if stale:
+            self.stderr.write(f"Re-embedding {len(stale)} demo photo(s) with model {version}.")
 
     def _people(self, groups: dict[str, list[Path]]) -> dict[str, Path]:
         probes: dict[str, Path] = {}

@@ -1,0 +1,94 @@
+"""The bridge to ``ml``: error mapping, timings, lazy single model load. ``ml``'s model is faked."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import ml
+from tests.conftest import image_bytes
+from verification import inference
+from verification.errors import ModelUnavailable
+
+
+class CountingModel:
+    version = "counting-1"
+    threshold = 0.6
+
+    def __init__(self) -> None:
+        self.warmed = 0
+
+    def warm_up(self) -> None:
+        self.warmed += 1
+
+    def embed(self, faces: np.ndarray) -> np.ndarray:
+        assert faces.shape[1:] == (100, 100, 3) and faces.dtype == np.uint8
+        return np.ones((len(faces), 4), dtype=np.float32) / 2
+
+    def score(self, probe: np.ndarray, references: np.ndarray) -> np.ndarray:
+        return references @ probe
+
+
+@pytest.fixture
+def model(monkeypatch) -> CountingModel:
+    loaded = CountingModel()
+    loads = []
+    monkeypatch.setattr(inference, "_model", None)
+    monkeypatch.setattr(ml, "load_model", lambda path=None: loads.append(path) or loaded)
+    loaded.loads = loads
+    return loaded
+
+
+def test_model_is_loaded_and_warmed_once_per_process(model):
+    assert inference.model_info() == inference.ModelInfo(version="counting-1", threshold=0.6)
+    inference.get_model()
+    assert (len(model.loads), model.warmed) == (1, 1)
+
+
+def test_embed_face_returns_crop_embedding_and_stage_timings(model, monkeypatch):
+    monkeypatch.setattr(ml, "extract_face", lambda rgb: np.zeros((100, 100, 3), dtype=np.uint8))
+    face = inference.embed_face(image_bytes())
+    assert face.crop.shape == (100, 100, 3)
+    assert face.embedding.dtype == np.float32 and face.embedding.shape == (4,)
+    assert set(face.timings) == {"decode_ms", "detect_ms", "embed_ms"}
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(ml.NoFaceFound("none"), "no_face"), (ml.MultipleFacesFound("two"), "multiple_faces")],
+)
+def test_face_errors_become_rejections_with_their_reason(model, monkeypatch, error, reason):
+    def extract(rgb):
+        raise error
+
+    monkeypatch.setattr(ml, "extract_face", extract)
+    with pytest.raises(inference.FaceRejected) as caught:
+        inference.embed_face(image_bytes())
+    assert caught.value.reason == reason
+    assert "detect_ms" in caught.value.timings
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image", image_bytes()[:100]])
+def test_unreadable_bytes_become_unreadable_image(model, data):
+    with pytest.raises(inference.FaceRejected) as caught:
+        inference.embed_face(data)
+    assert caught.value.reason == "unreadable_image"
+
+
+def test_score_returns_one_float32_per_reference_and_its_time(model):
+    scores, ms = inference.score(np.ones(4, np.float32), np.ones((3, 4), np.float32))
+    assert scores.shape == (3,) and scores.dtype == np.float32
+    assert ms >= 0
+
+
+def test_configured_model_version_reads_the_manifest(settings, tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"version": "v-from-manifest", "threshold": 0.7}))
+    settings.FACE_MODEL_PATH = str(tmp_path)
+    assert inference.configured_model_version() == "v-from-manifest"
+
+
+def test_configured_model_version_without_a_manifest_is_unavailable(settings, tmp_path):
+    settings.FACE_MODEL_PATH = str(tmp_path)
+    with pytest.raises(ModelUnavailable):
+        inference.configured_model_version()
