@@ -1,5 +1,5 @@
-# One image for every process of the service: `web` (gunicorn), `worker` (celery) and the one-shot
-# `migrate` job in docker-compose.yml differ only by their command.
+# One image for every process of the service: `web` (gunicorn), `worker` and `beat` (celery) and the
+# one-shot `migrate` job in docker-compose.yml differ only by their command.
 # Debian 12 pinned: the package names below (libgl1, libglib2.0-0) are the bookworm ones.
 FROM python:3.11-slim-bookworm
 
