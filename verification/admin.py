@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 from verification import services
 from verification.errors import InvalidImage
 from verification.images import validate_image
-from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
+from verification.models import AuditEntry, CheckIn, Device, Lockout, Person, ReferenceImage
 
 THUMB_PX = 96
 
@@ -90,6 +90,7 @@ class PersonAdmin(admin.ModelAdmin):
     search_fields = ["name", "external_id"]
     fields = ["name", "external_id", "is_active", "valid_from", "valid_until"]
     inlines = [ReferenceImageInline]
+    actions = ["erase_people"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Person]:
         return super().get_queryset(request).annotate(
@@ -119,6 +120,17 @@ class PersonAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Person]) -> None:
         for person in queryset:
             services.person_delete(person=person)
+
+    @admin.action(
+        description="Erase the selected people (photos, embeddings, snapshots; audit pseudonymised)",
+        permissions=["delete"],
+    )
+    def erase_people(self, request: HttpRequest, queryset: QuerySet[Person]) -> None:
+        receipts = [services.person_erase(person=person, operator=request.user.get_username()) for person in queryset]
+        messages.success(
+            request,
+            f"Erased {len(receipts)} person(s); receipts are audit entries {[receipt.seq for receipt in receipts]}.",
+        )
 
     def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:  # noqa: ANN001
         if formset.model is not ReferenceImage:
@@ -222,6 +234,30 @@ class CheckInAdmin(ReadOnlyAdmin):
     search_fields = ["claimed_external_id"]
     list_select_related = ["device"]
     date_hierarchy = "created_at"
+
+
+# --- Lockouts (attempt limiting): read-only, ended early by the unlock action ------------------
+
+
+@admin.register(Lockout)
+class LockoutAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "scope", "label", "failures", "locked_until", "active", "unlocked_at", "unlocked_by"]
+    list_filter = ["scope"]
+    search_fields = ["key", "label"]
+    actions = ["unlock"]
+
+    @admin.display(description="In force", boolean=True)
+    def active(self, obj: Lockout) -> bool:
+        return obj.unlocked_at is None and obj.locked_until > timezone.now()
+
+    def has_unlock_permission(self, request: HttpRequest) -> bool:
+        # Unlocking changes who may try again: staff allowed to view lockouts, as for the audit log.
+        return request.user.is_active and request.user.is_staff
+
+    @admin.action(description="Unlock the selected lockouts now", permissions=["unlock"])
+    def unlock(self, request: HttpRequest, queryset: QuerySet[Lockout]) -> None:
+        released = sum(services.lockout_release(lockout=lockout, operator=request.user.get_username()) for lockout in queryset)
+        messages.success(request, f"Unlocked {released} lockout(s); each unlock is in the audit log.")
 
 
 # --- Audit log (read-only for everyone) ------------------------------------------------------
@@ -329,7 +365,11 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         checkin = CheckIn.objects.filter(pk=obj.checkin_id).select_related("best_reference").first()
         if checkin is None:
             return "(check-in deleted)"
-        cells = [("Snapshot", thumbnail(checkin.snapshot, size=240, alt="snapshot"))]
+        if checkin.snapshot_purged_at is not None:
+            snapshot = f"removed {checkin.snapshot_purged_at:%Y-%m-%d} (retention or erasure)"
+        else:
+            snapshot = thumbnail(checkin.snapshot, size=240, alt="snapshot")
+        cells = [("Snapshot", snapshot)]
         if checkin.best_reference is not None:
             cells.append(("Best reference", thumbnail(checkin.best_reference.image, size=240, alt="reference")))
             cells.append(("Aligned reference face", thumbnail(checkin.best_reference.face_crop, size=120, alt="face")))

@@ -14,6 +14,7 @@ from datetime import datetime, timezone as dt_timezone
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from verification.models import AuditChainHead, AuditEntry
@@ -96,6 +97,21 @@ def audit_append(
     head.last_hash = entry.entry_hash
     head.save(update_fields=["seq", "last_hash", "updated_at"])
     return entry
+
+
+def audit_pseudonymise(*, external_id: str, pseudonym: str, at: datetime) -> int:
+    """Erasure: replace a person's name and external ID in their audit entries by ``pseudonym``.
+
+    The one change the append-only log allows (the PostgreSQL trigger of migration 0004 permits exactly
+    this and nothing else). The chain still verifies: name and ID enter the hash only through the
+    salted ``person_digest``, which stays, while the salt that could confirm a guess is blanked.
+    Returns the number of entries changed.
+    """
+    if not pseudonym or pseudonym == external_id:
+        raise ValueError("a pseudonym different from the external ID is required")
+    entries = AuditEntry.objects.filter(person_external_id=external_id, person_erased_at__isnull=True)
+    # AuditQuerySet.update refuses every change; this one is deliberate, so the base class does it.
+    return QuerySet.update(entries, person_external_id=pseudonym, person_name="", person_salt="", person_erased_at=at)
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,46 @@ class CheckIn(TimeStamped):
         return f"Check-in #{self.pk} {self.claimed_external_id} @ {self.device_id} ({self.status})"
 
 
+class Lockout(TimeStamped):
+    """Attempt limiting (NIST SP 800-53 AC-7): a claimed person or a device refused for a while.
+
+    Active while ``unlocked_at`` is empty and ``locked_until`` is in the future; an operator's unlock
+    or the passing of ``locked_until`` ends it. Rows are kept as history.
+    """
+
+    class Scope(models.TextChoices):
+        PERSON = "person", "Claimed person"
+        DEVICE = "device", "Device"
+
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    # The claimed external ID (person scope) or the device id as text (device scope).
+    key = models.CharField(max_length=64)
+    # Shown in the admin: the device's name, or the claimed ID again.
+    label = models.CharField(max_length=200, blank=True, default="")
+    failures = models.PositiveIntegerField(help_text="Failed decisions in the window that triggered it.")
+    locked_until = models.DateTimeField()
+    unlocked_at = models.DateTimeField(null=True, blank=True)
+    unlocked_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # lockout_active / lockout_note_failure: "latest lockout of (scope, key)".
+            models.Index(fields=["scope", "key", "created_at"], name="lockout_scope_key_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                name="lockout_unlock_has_time", condition=Q(unlocked_by="") | Q(unlocked_at__isnull=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Lockout of {self.scope} {self.label or self.key}"
+
+    def ends_at(self):  # noqa: ANN201 - datetime
+        return self.unlocked_at or self.locked_until
+
+
 class AuditQuerySet(models.QuerySet):
     def update(self, **kwargs):  # type: ignore[override]
         raise AuditLogImmutable("Audit entries are append-only.")

@@ -71,3 +71,9 @@ def reference_embed_task(self, reference_id: int) -> None:
 def sweep_stuck_task() -> dict[str, list[int]]:
     """For Celery beat: re-queue stuck check-ins and references."""
     return services.checkins_sweep()
+
+
+@shared_task
+def retention_task() -> dict[str, list[int]]:
+    """For Celery beat: delete biometric files past their retention period; the result says which."""
+    return services.retention_apply().as_dict()

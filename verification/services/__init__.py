@@ -26,8 +26,12 @@ from verification.services.enrolment import (
     reference_fail,
     references_requeue_stale,
 )
+from verification.services.erasure import person_erase
+from verification.services.lockouts import lockout_active, lockout_blocking, lockout_note_failure, lockout_release
+from verification.services.retention import RetentionReport, retention_apply
 
 __all__ = [
+    "RetentionReport",
     "TRANSIENT_ERRORS",
     "checkin_decide",
     "checkin_fail",
@@ -39,12 +43,18 @@ __all__ = [
     "device_issue_token",
     "device_revoke",
     "device_seen",
+    "lockout_active",
+    "lockout_blocking",
+    "lockout_note_failure",
+    "lockout_release",
     "person_create",
     "person_delete",
+    "person_erase",
     "person_save",
     "reference_add",
     "reference_delete",
     "reference_embed",
     "reference_fail",
     "references_requeue_stale",
+    "retention_apply",
 ]

@@ -20,7 +20,7 @@ from verification.audit import audit_append
 from verification.errors import DomainError, ModelUnavailable, ServiceUnavailable
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
-from verification.services import queueing
+from verification.services import lockouts, queueing
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,10 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
     verdict: dict[str, Any] = {"threshold": info.threshold, "model_version": info.version}
 
     person = selectors.person_by_external_id(external_id=checkin.claimed_external_id)
+    # Locked out (too many recent refusals): refused before any face work, so trying more faces
+    # during a lockout teaches nothing.
+    if lockouts.lockout_blocking(checkin=checkin, at=now) is not None:
+        return _decide_zero(checkin_id, Reason.LOCKED_OUT, person, timings, started, verdict)
     if person is None:
         return _decide_zero(checkin_id, Reason.UNKNOWN_PERSON, None, timings, started, verdict)
     if not selectors.person_is_admitted(person=person, at=checkin.created_at):
@@ -200,6 +204,8 @@ def checkin_decide(
         processing_ms=timings.get("total_ms"),
         detail={"timings": timings, "best_reference_id": best_reference_id},
     )
+    if decision == 0 and reason != Reason.LOCKED_OUT:
+        lockouts.lockout_note_failure(checkin=checkin)
     return True
 
 
