@@ -263,3 +263,13 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Worker performance (issue 5; figures in bench/README.md) ------------------------------------
+# ``WORKER_TF_THREADS`` [0 = the process's CPUs divided by its worker's pool processes]: TensorFlow
+# intra-op (and OpenCV) threads per worker process. Set it when several worker containers share one
+# host without CPU limits: each sees every core and would otherwise start a pool as wide as the host.
+WORKER_TF_THREADS = env_int("WORKER_TF_THREADS", 0, minimum=0)
+# Unset concurrency: one prefork process per CPU this worker may use, a container's CPU quota included
+# (Celery's plain default counts the host's cores even inside a container limited to fewer).
+if not _worker_concurrency:
+    CELERY_WORKER_CONCURRENCY = "auto"

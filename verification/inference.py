@@ -4,11 +4,18 @@ Only Celery workers (and eager in-process tasks on a laptop) call into here; ``m
 imported lazily inside the functions, so importing this module costs nothing and the web process
 never loads TensorFlow. The model is loaded once per process, on first use, then kept.
 
+Before the load, TensorFlow's thread pools are sized so that the worker processes of one host share
+its cores instead of each assuming it has all of them (``worker_tf_threads``); after it, the
+embedding graph and all three MTCNN stages run once, so the first check-in pays no start-up cost
+(bench/README.md has the figures).
+
 Face problems come back as ``FaceRejected`` with a reason the decision can store; the ``ml``
 exception types never leak past this module.
 """
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,6 +25,11 @@ import numpy as np
 from django.conf import settings
 
 from verification.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+
+# Set by ``accesscontrol.celery`` in the worker's main process before it forks its pool.
+POOL_PROCESSES_ENV = "WORKER_POOL_PROCESSES"
 
 # Reasons the rest of the app knows about; anything else from ``ml`` is an unreadable image.
 _FACE_REASONS = {"no_face", "multiple_faces"}
@@ -62,13 +74,85 @@ def get_model() -> Any:
             if _model is None:
                 import ml
 
+                _configure_threads(worker_tf_threads())
                 try:
                     model = ml.load_model(settings.FACE_MODEL_PATH or None)
                 except (ml.ModelError, OSError) as exc:
                     raise ModelUnavailable(f"cannot load the face model: {exc}") from exc
                 model.warm_up()
+                _warm_up_detector()
                 _model = model
     return _model
+
+
+def worker_tf_threads() -> int:
+    """Threads TensorFlow (and OpenCV) may use in this process.
+
+    ``WORKER_TF_THREADS`` when set; otherwise the CPUs this process may use (cgroup quota included)
+    split evenly between the pool processes of its worker, at least one. Without the split, N
+    worker processes would each start a pool as wide as the machine and fight over the cores.
+    """
+    if settings.WORKER_TF_THREADS:
+        return int(settings.WORKER_TF_THREADS)
+    raw = os.environ.get(POOL_PROCESSES_ENV, "").strip()
+    processes = int(raw) if raw.isdigit() and int(raw) > 0 else 1
+    return max(1, available_cpus() // processes)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on, capped by a container's CPU quota (as Celery sizes its pool)."""
+    from celery.utils.sysinfo import cpu_budget
+
+    return cpu_budget(use_cgroup_quota=True).count
+
+
+def _configure_threads(threads: int) -> None:
+    import cv2
+    import tensorflow as tf
+
+    cv2.setNumThreads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        # One op at a time: both networks are chains of convolutions, each already spread over the
+        # intra-op threads; a second inter-op pool would only add threads competing for the cores.
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        # TensorFlow already ran an op in this process (a test run, an eager in-process task after
+        # other TF work): its pools are fixed now. Slower at worst, never wrong.
+        logger.warning("TensorFlow was initialised before the model load; its thread pools stay as they are")
+        return
+    logger.info("TensorFlow and OpenCV use %d thread(s) in this process", threads)
+
+
+def warm_up_frame() -> np.ndarray:
+    """A 640x480 RGB frame with a drawn face that MTCNN finds with high confidence.
+
+    Drawn rather than read from a photo so the worker carries no biometric sample. A face, not a
+    blank frame: MTCNN's second and third networks only run on candidates from the first, and their
+    first run is the slow one.
+    """
+    import cv2
+
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    cv2.ellipse(frame, (320, 240), (90, 120), 0, 0, 360, (200, 160, 140), -1)
+    for x in (285, 355):
+        cv2.ellipse(frame, (x, 215), (18, 9), 0, 0, 360, (255, 255, 255), -1)
+        cv2.circle(frame, (x, 215), 7, (40, 30, 30), -1)
+        cv2.line(frame, (x - 22, 192), (x + 22, 190), (60, 40, 30), 5)
+    cv2.line(frame, (320, 225), (312, 270), (150, 110, 100), 4)
+    cv2.ellipse(frame, (320, 300), (30, 10), 0, 0, 180, (120, 60, 60), 5)
+    return cv2.GaussianBlur(frame, (9, 9), 3)
+
+
+def _warm_up_detector() -> None:
+    """Load MTCNN and run all its stages once (about 0.3-0.5 s that the first check-in would pay)."""
+    import ml
+
+    try:
+        ml.extract_face(warm_up_frame())
+    except ml.FaceError:
+        # Still loaded and partly warm; a detector that no longer sees the drawing only costs speed.
+        logger.warning("detector warm-up frame was not seen as one face; the first check-in will be slower")
 
 
 def configured_model_version() -> str:
