@@ -108,6 +108,12 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of ``pid`` so far, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+
+
 def maps_tensorflow(pid: int) -> bool:
     """Whether TensorFlow's native library is loaded in ``pid`` (i.e. it imported TensorFlow)."""
     return "tensorflow" in Path(f"/proc/{pid}/maps").read_text()
@@ -205,7 +211,7 @@ class Stack:
         django.setup()
 
     def start_worker(self, *, concurrency: int, tf_threads: int | None = None, label: str = "worker") -> Process:
-        """One ``celery worker`` (compose's command) with ``concurrency`` pool processes, ready to consume."""
+        """One ``celery worker`` (compose's command) with ``concurrency`` pool processes, each idle and waiting."""
         command = replace_option(compose_command("worker"), "--concurrency", str(concurrency))
         command = replace_option(command, "--loglevel", "info")
         command += ["--hostname", f"{label}-{len(self.workers)}-{os.getpid()}@%h"]
@@ -215,7 +221,28 @@ class Stack:
         worker = Process(command, env=env, cwd=self.code_dir, log_path=self.run_dir / f"{label}-{len(self.workers)}.log")
         self.workers.append(worker)
         worker.wait_logged(" ready.", WORKER_READY_TIMEOUT_S)
+        self._wait_pool_settled(worker)
         return worker
+
+    def _wait_pool_settled(self, worker: Process, quiet_s: float = 1.0) -> None:
+        """Wait until every pool process has stopped using CPU: model loaded (and warmed, where the code
+        does that) and blocked waiting for a task.
+
+        Celery logs "ready." once the pool is forked, while each pool process may still be loading
+        TensorFlow and the model; a task sent then waits for that load. Watching CPU time rather than
+        a log line works for any version of the code (``code_dir``).
+        """
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+        pool = child_pids(worker.pid)
+        last = {pid: cpu_ticks(pid) for pid in pool}
+        while True:
+            time.sleep(quiet_s)
+            now = {pid: cpu_ticks(pid) for pid in pool}
+            if all(now[pid] - last[pid] <= 2 for pid in pool):  # at most 20 ms of CPU in a second: idle
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker pool still busy after {WORKER_READY_TIMEOUT_S}s")
+            last = now
 
     def stop_workers(self) -> None:
         for worker in self.workers:

@@ -74,6 +74,7 @@ def get_model() -> Any:
             if _model is None:
                 import ml
 
+                start = time.perf_counter()
                 _configure_threads(worker_tf_threads())
                 try:
                     model = ml.load_model(settings.FACE_MODEL_PATH or None)
@@ -82,6 +83,7 @@ def get_model() -> Any:
                 model.warm_up()
                 _warm_up_detector()
                 _model = model
+                logger.info("face model %s loaded and warmed up in %.0f ms", model.version, _ms_since(start))
     return _model
 
 
