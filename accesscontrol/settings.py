@@ -191,6 +191,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 30, minimum
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60, minimum=2)
 if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
     raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must exceed CELERY_TASK_SOFT_TIME_LIMIT.")
+# A new pool process imports TensorFlow and warms the model before it reports "up" (tasks.py). Celery's
+# default wait of 4 s is shorter than that on a busy machine: a pool process that died (OOM, SIGKILL)
+# was then replaced, killed for being late, replaced again, forever, and the worker never worked again.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_int("CELERY_WORKER_PROC_ALIVE_TIMEOUT", 180, minimum=1)
 _worker_concurrency = env_int("CELERY_WORKER_CONCURRENCY", 0, minimum=0)
 if _worker_concurrency:
     CELERY_WORKER_CONCURRENCY = _worker_concurrency

@@ -117,3 +117,17 @@ def test_openapi_schema_validates_without_warnings(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     schema = (tmp_path / "schema.yaml").read_text()
     assert "/api/v1/checkins/{id}/" in schema and "DeviceToken" in schema
+
+
+def test_visibility_timeout_shorter_than_a_task_may_run_stops_start_up():
+    result = _django(["check"], DEBUG="1", CELERY_TASK_TIME_LIMIT="60", CELERY_VISIBILITY_TIMEOUT="30",
+                     DATABASE_URL="sqlite:///:memory:")
+    assert result.returncode != 0
+    assert "CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT" in result.stderr
+
+
+def test_broker_and_pool_settings_fit_long_model_loads(settings):
+    # An hour before Redis hands a lost worker's task on (the sweep acts sooner), and a replacement
+    # pool process gets time to load TensorFlow before Celery gives up on it (see settings.py).
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] == 3600
+    assert settings.CELERY_WORKER_PROC_ALIVE_TIMEOUT >= 60
