@@ -1,9 +1,13 @@
-"""The device API: auth, submit, read, errors, with the model boundary faked."""
+"""The device API: auth, submit, read, errors, with the model boundary faked.
+
+The bad-input table (non-images, formats, people, fields, waits, ids) is one test on the real stack:
+tests/integration/test_bad_input.py. Here: auth, configurable limits, 202/200, throttling, 503.
+"""
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import image_bytes, upload
+from tests.conftest import upload
 from verification import services
 from verification.models import AuditEntry, CheckIn
 
@@ -67,21 +71,6 @@ def test_missing_person_is_400(device_client):
     assert "person" in body["detail"]
 
 
-@pytest.mark.parametrize(
-    ("data", "code"),
-    [
-        (b"", "empty_file"),
-        (b"just some text, not a photo", "unreadable_image"),
-        (image_bytes()[:200], "unreadable_image"),
-    ],
-    ids=["empty", "text-named-jpg", "truncated-jpeg"],
-)
-def test_non_image_snapshot_is_400_with_code(device_client, data, code):
-    response = post(device_client, {"snapshot": upload(data), "person": "B-1001"})
-    assert_error(response, 400, code)
-    assert CheckIn.objects.count() == 0
-
-
 def test_snapshot_over_pixel_limit_is_400(device_client, settings):
     settings.IMAGE_MAX_PIXELS = 100
     body = assert_error(post(device_client), 400, "image_too_large")
@@ -104,16 +93,6 @@ def test_unknown_fields_are_400(device_client):
 def test_unknown_query_parameter_is_400(device_client):
     response = device_client.post(f"{URL}?debug=1", {"snapshot": upload(), "person": "B-1001"}, format="multipart")
     assert_error(response, 400, "invalid")
-
-
-@pytest.mark.parametrize("wait", ["11", "-1", "soon"])
-def test_wait_outside_0_to_10_is_400(device_client, wait):
-    body = assert_error(post(device_client, {"snapshot": upload(), "person": "B-1001", "wait": wait}), 400, "invalid")
-    assert "wait" in body["detail"]
-
-
-def test_overlong_person_is_400(device_client):
-    assert_error(post(device_client, {"snapshot": upload(), "person": "X" * 65}), 400, "invalid")
 
 
 # --- 202 / 200 -------------------------------------------------------------------------------
@@ -175,11 +154,6 @@ def test_other_devices_checkin_is_404(other_device_client, device):
     assert_error(other_device_client.get(f"{URL}{checkin.pk}/"), 404, "not_found")
 
 
-@pytest.mark.parametrize("checkin_id", ["999999", "abc", "1%20OR%201=1"])
-def test_missing_or_non_numeric_checkin_id_is_404(device_client, checkin_id):
-    assert_error(device_client.get(f"{URL}{checkin_id}/"), 404, "not_found")
-
-
 def test_api_refuses_json_bodies(device_client):
     response = device_client.post(URL, {"person": "B-1001"}, format="json")
     assert_error(response, 415, "unsupported_media_type")
@@ -236,20 +210,6 @@ def test_wait_returns_202_when_no_decision_arrives_in_time(device_client, monkey
     assert response.status_code == 202
     assert response.json()["status"] == "pending"
     assert 0.3 <= elapsed < 2.0
-
-
-@pytest.mark.parametrize("claimed", ["1' OR '1'='1", "<script>alert(1)</script>", "B-1001; DROP TABLE verification_person"])
-def test_sql_or_html_in_person_is_just_an_unknown_person(device_client, enrolled_person, fake_model, claimed):
-    from verification import services as service_layer
-
-    response = post(device_client, {"snapshot": upload(), "person": claimed})
-    assert response.status_code == 202
-    checkin = CheckIn.objects.get(pk=response.json()["id"])
-    assert checkin.claimed_external_id == claimed
-    service_layer.checkin_process(checkin_id=checkin.pk)
-    checkin.refresh_from_db()
-    assert (checkin.decision, checkin.reason) == (0, "unknown_person")
-    assert AuditEntry.objects.get(checkin=checkin).person_external_id == claimed
 
 
 def test_oversized_request_is_refused_from_its_content_length(device_client, settings):
