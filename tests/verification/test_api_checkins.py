@@ -52,6 +52,17 @@ def test_submit_with_revoked_token_is_401(device_client, device):
     assert CheckIn.objects.count() == 0
 
 
+def test_refused_tokens_are_logged_by_prefix_never_in_full(anonymous_client, device_client, device, caplog):
+    anonymous_client.credentials(HTTP_AUTHORIZATION="Token unknown-token-0123456789")
+    services.device_revoke(device=device)
+    with caplog.at_level("WARNING", logger="verification.api.authentication"):
+        post(anonymous_client)
+        post(device_client)
+    messages = [record.getMessage() for record in caplog.records if record.name == "verification.api.authentication"]
+    assert len(messages) == 2 and messages[0].startswith("rejected device token unknown-...")
+    assert all("unknown-token-0123456789" not in message for message in messages)
+
+
 def test_read_without_token_is_401(anonymous_client, device):
     checkin = services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
     assert_error(anonymous_client.get(f"{URL}{checkin.pk}/"), 401, "not_authenticated")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +133,17 @@ def test_broker_and_pool_settings_fit_long_model_loads(settings):
     # pool process gets time to load TensorFlow before Celery gives up on it (see settings.py).
     assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] == 3600
     assert settings.CELERY_WORKER_PROC_ALIVE_TIMEOUT >= 60
+
+
+def test_check_deploy_passes_with_the_production_environment_the_readme_documents(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    block = next(part for part in readme.split("```") if "check --deploy" in part)
+    documented = dict(re.findall(r"\b([A-Z][A-Z_]+)=(\"[^\"]*\"|\S+)", block))
+    assert {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"} <= set(documented)
+    documented["SECRET_KEY"] = secrets.token_urlsafe(50)  # the README generates one with $(python ...)
+
+    result = _django(["check", "--deploy"], **documented, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+
+    assert result.returncode == 0, result.stderr
+    # Exactly the two warnings the README announces (HSTS subdomains and preload), nothing else.
+    assert sorted(re.findall(r"\(security\.(W\d+)\)", result.stderr + result.stdout)) == ["W005", "W021"]
