@@ -14,8 +14,9 @@ overrides pytest-django's ``django_db_setup`` with a *package-scoped* fixture (t
 2. points the Celery app at a Redis database number claimed for this run
    (``INTEGRATION_REDIS_URL``, default ``redis://127.0.0.1:6379``) with eager mode off, so tasks
    really travel through Redis to the worker;
-3. starts ``celery worker`` with the command docker-compose.yml runs, its environment naming the same
-   test database, Redis database and media directory;
+3. starts ``celery worker`` (``celery_worker``; more with ``start_worker``) and, for tests that want
+   real HTTP, gunicorn (``web_server``) with the commands docker-compose.yml runs, in production mode,
+   their environment naming the same test database, Redis database and media directory;
 4. restores everything afterwards. The unit tests' SQLite connection object is set aside and put
    back, never closed: closing an in-memory SQLite test database would erase it.
 
