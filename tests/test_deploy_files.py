@@ -76,6 +76,11 @@ def test_web_worker_beat_and_migrate_share_one_image_and_one_environment(service
     assert all(environment == environments[0] for environment in environments)
 
 
+@pytest.mark.parametrize("name", ["web", "worker", "beat", "migrate"])
+def test_app_services_read_optional_settings_from_dot_env(services: dict, name: str) -> None:
+    assert services[name]["env_file"] == [{"path": ".env", "required": False}]
+
+
 def test_environment_is_production_with_a_required_secret(services: dict) -> None:
     env = services["web"]["environment"]
     assert env["DEBUG"] == "0"
