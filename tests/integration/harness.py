@@ -27,7 +27,7 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/accesscontrol"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 # Redis databases a test run may claim; 0-7 are left to the demo and to development.
 _REDIS_DB_CANDIDATES = range(15, 7, -1)
-_REDIS_CLAIM_KEY = "accesscontrol:integration:claimed-by"
+REDIS_CLAIM_KEY = "accesscontrol:integration:claimed-by"
 _REDIS_CLAIM_SECONDS = 2 * 3600
 
 
@@ -74,7 +74,7 @@ class RedisClaim:
         client = redis.Redis.from_url(self.url)
         try:
             # Only drop what this run created, and only if the claim is still ours.
-            if client.get(_REDIS_CLAIM_KEY) == self.token.encode():
+            if client.get(REDIS_CLAIM_KEY) == self.token.encode():
                 client.flushdb()
         finally:
             client.close()
@@ -101,17 +101,17 @@ def claim_redis_db(base_url: str) -> RedisClaim:
     for db in _REDIS_DB_CANDIDATES:
         client = redis.Redis.from_url(f"{base}/{db}")
         try:
-            if not client.set(_REDIS_CLAIM_KEY, token, nx=True, ex=_REDIS_CLAIM_SECONDS):
+            if not client.set(REDIS_CLAIM_KEY, token, nx=True, ex=_REDIS_CLAIM_SECONDS):
                 continue
             for key in client.scan_iter(count=500):
-                if key != _REDIS_CLAIM_KEY.encode():
+                if key != REDIS_CLAIM_KEY.encode():
                     client.delete(key)
             return RedisClaim(url=f"{base}/{db}", db=db, token=token)
         finally:
             client.close()
     raise ServiceUnavailable(
         f"Every Redis database {min(_REDIS_DB_CANDIDATES)}-{max(_REDIS_DB_CANDIDATES)} at {_redact(base)} "
-        f"is claimed by another test run (key {_REDIS_CLAIM_KEY!r})."
+        f"is claimed by another test run (key {REDIS_CLAIM_KEY!r})."
     )
 
 
