@@ -6,8 +6,8 @@ import os
 import pytest
 
 from .harness import (
-    REDIS_CLAIM_KEY,
     DEFAULT_REDIS_URL,
+    REDIS_CLAIM_KEY,
     ServiceUnavailable,
     claim_redis_db,
     compose_command,
