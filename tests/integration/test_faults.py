@@ -250,11 +250,15 @@ def test_worker_sigkilled_mid_verification_is_redelivered_and_decides_exactly_on
     _wait_until_blocked_in_decide(checkin_id)
 
     os.killpg(victim.process.pid, signal.SIGKILL)  # the whole worker: no chance to requeue or ack
+    killed_at = time.monotonic()
     victim.process.wait(10)
     audit_head_locked()  # the dead worker's open transaction is rolled back by PostgreSQL
     assert CheckIn.objects.get(pk=checkin_id).status == "processing"  # left behind by the dead worker
 
-    # A new worker gets the unacknowledged message once the visibility timeout passes (acks_late).
+    # The message stays unacknowledged in Redis (acks_late) until the visibility timeout passes; a
+    # worker that starts after that hands it on at once (kombu scans for such messages when it starts
+    # consuming, then only every ~100 s, which a test should not wait for).
+    time.sleep(max(0.0, TEST_VISIBILITY_TIMEOUT_S + 1 - (time.monotonic() - killed_at)))
     rescuer = stack("rescuer", **limits)
     checkin = final(checkin_id)
 
