@@ -67,9 +67,24 @@ class CheckInCreateView(APIView):
         request={"multipart/form-data": CheckInSubmitSerializer},
         parameters=[OpenApiParameter("wait", float, description="Same as the body field `wait`.")],
         responses={
-            200: OpenApiResponse(CheckInSerializer, description="Decided (or failed) within `wait`."),
+            200: OpenApiResponse(
+                CheckInSerializer,
+                description=(
+                    "Decided (or failed) within `wait`. A 0 has a `reason`: no_match, no_face, multiple_faces, "
+                    "unknown_person, inactive_person (inactive or outside its validity dates), no_references, "
+                    "unreadable_image, locked_out (too many recent refusals for this person or device)."
+                ),
+            ),
             202: OpenApiResponse(CheckInSerializer, description="Stored and queued; poll `url`."),
-            400: OpenApiResponse(description="Missing or invalid field, unknown field, not an image."),
+            400: OpenApiResponse(
+                description=(
+                    "Refused; nothing stored. `code`: `invalid` (missing, unknown or malformed field: "
+                    "`person` blank, over 64 characters or with a NUL byte, `wait` outside 0-10), "
+                    "`empty_file`, `unreadable_image` (not an image, truncated), `unsupported_format`, "
+                    "`image_too_large` (over IMAGE_MAX_PIXELS, checked before decoding), `file_too_large` "
+                    "(over UPLOAD_MAX_BYTES)."
+                )
+            ),
             401: OpenApiResponse(description="Missing, unknown or revoked token."),
             503: OpenApiResponse(description="Could not store the check-in; retry after `Retry-After`."),
         },
