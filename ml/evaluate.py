@@ -66,7 +66,7 @@ def evaluate(
         "model_version": model.version,
         "threshold": model.threshold,
         "protocol": "LFW View 2: calibrate = fold 8 (threshold chosen there at training time), test = folds 9+10",
-        "pairs_fingerprint_sha256": fingerprint,
+        "data_fingerprint_sha256": fingerprint,
         "calibrate": report_at(cal_same, cal_scores, model.threshold).as_dict(),
         "test": test_report.as_dict(),
     }

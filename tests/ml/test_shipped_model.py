@@ -1,0 +1,91 @@
+"""The model shipped in the package, on the committed fixture faces (no data set, no network)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ml
+
+FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
+PEOPLE = {
+    "person_a": ["person_a_1.jpg", "person_a_2.jpg", "person_a_3.jpg"],
+    "person_b": ["person_b_1.jpg", "person_b_2.jpg", "person_b_3.jpg"],
+    "person_c": ["person_c_1.jpg", "person_c_2.jpg"],
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> "ml.FaceModel":
+    return ml.load_model()
+
+
+@pytest.fixture(scope="module")
+def embeddings(model) -> dict[str, np.ndarray]:
+    names = [name for photos in PEOPLE.values() for name in photos]
+    faces = np.stack([ml.extract_face(ml.decode_image((FACES / name).read_bytes())) for name in names])
+    return dict(zip(names, model.embed(faces)))
+
+
+def test_manifest_records_version_threshold_and_test_report(model):
+    manifest = model.manifest
+    assert model.version and 0.0 < model.threshold < 1.0
+    assert manifest["threshold"] == model.threshold
+    for key in ("architecture", "training", "data", "calibration", "test_report"):
+        assert key in manifest, key
+    assert manifest["test_report"]["pairs"] == 1200
+    assert manifest["data"]["fingerprint_sha256"]
+
+
+def test_shipped_model_directory_is_small():
+    total = sum(f.stat().st_size for f in Path(ml.SHIPPED_MODEL_DIR).rglob("*") if f.is_file())
+    assert total < 25 * 1024 * 1024
+
+
+def test_embeddings_are_unit_length(embeddings):
+    vectors = np.stack(list(embeddings.values()))
+    assert vectors.dtype == np.float32 and vectors.shape[1] == 128
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("person", sorted(PEOPLE))
+def test_same_person_scores_reach_the_threshold(model, embeddings, person):
+    for first, second in itertools.combinations(PEOPLE[person], 2):
+        score = float(model.score(embeddings[first], embeddings[second][None])[0])
+        assert score >= model.threshold, f"{first} vs {second}: {score:.3f} < {model.threshold:.3f}"
+
+
+def test_different_people_score_below_the_threshold(model, embeddings):
+    for one, other in itertools.combinations(sorted(PEOPLE), 2):
+        for first, second in itertools.product(PEOPLE[one], PEOPLE[other]):
+            score = float(model.score(embeddings[first], embeddings[second][None])[0])
+            assert score < model.threshold, f"{first} vs {second}: {score:.3f} >= {model.threshold:.3f}"
+
+
+def test_score_pairs_cli_prints_scores_decisions_and_reasons(tmp_path, model):
+    pairs = tmp_path / "pairs.txt"
+    lines = [
+        (FACES / "person_a_1.jpg", FACES / "person_a_2.jpg"),
+        (FACES / "person_a_1.jpg", FACES / "person_b_1.jpg"),
+        (FACES / "person_a_1.jpg", FACES / "no_face.jpg"),
+        (FACES / "two_faces.jpg", FACES / "person_b_2.jpg"),
+        (FACES / "person_a_1.jpg", FACES / "README.md"),
+    ]
+    pairs.write_text("".join(f"{a}\t{b}\n" for a, b in lines))
+    result = subprocess.run([sys.executable, "-m", "ml", "score-pairs", str(pairs)],
+                            capture_output=True, text=True, timeout=600, check=True)
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [row[3:] for row in rows] == [["1", ""], ["0", ""], ["0", "no_face"], ["0", "multiple_faces"], ["0", "unreadable_image"]]
+    assert 0.0 <= float(rows[0][2]) <= 1.0 and float(rows[0][2]) >= model.threshold
+    assert rows[2][2] == ""
+
+
+def test_info_cli_prints_the_manifest(model):
+    out = subprocess.run([sys.executable, "-m", "ml", "info"], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert json.loads(out)["version"] == model.version
