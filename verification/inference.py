@@ -6,8 +6,8 @@ never loads TensorFlow. The model is loaded once per process, on first use, then
 
 Before the load, TensorFlow's thread pools are sized so that the worker processes of one host share
 its cores instead of each assuming it has all of them (``worker_tf_threads``); after it, the
-embedding graph and all three MTCNN stages run once, so the first check-in pays no start-up cost
-(bench/README.md has the figures).
+embedding graph runs once and the three MTCNN stages are traced for any input size, so the first
+check-ins pay no start-up cost (bench/README.md has the figures).
 
 Face problems come back as ``FaceRejected`` with a reason the decision can store; the ``ml``
 exception types never leak past this module.
@@ -130,8 +130,7 @@ def warm_up_frame() -> np.ndarray:
     """A 640x480 RGB frame with a drawn face that MTCNN finds with high confidence.
 
     Drawn rather than read from a photo so the worker carries no biometric sample. A face, not a
-    blank frame: MTCNN's second and third networks only run on candidates from the first, and their
-    first run is the slow one.
+    blank frame: MTCNN's second and third networks only run on candidates from the first.
     """
     import cv2
 
@@ -146,15 +145,34 @@ def warm_up_frame() -> np.ndarray:
     return cv2.GaussianBlur(frame, (9, 9), 3)
 
 
+def warm_up_frames() -> list[np.ndarray]:
+    """The drawn face upright, upside down, and at half size: three different candidate counts.
+
+    The detector's networks run as traced graphs (``ml.align``) whose input shapes depend on how
+    many candidate boxes each stage gets. A trace costs 0.2-3 s; after a second shape the graph is
+    traced once more for any size and never again. Frames with different counts make every stage
+    reach that general graph here instead of on the first doors' check-ins.
+    """
+    import cv2
+
+    upright = warm_up_frame()
+    small = np.full_like(upright, 200)
+    small[120:360, 160:480] = cv2.resize(upright, (320, 240), interpolation=cv2.INTER_AREA)
+    return [upright, np.ascontiguousarray(upright[::-1]), small]
+
+
 def _warm_up_detector() -> None:
-    """Load MTCNN and run all its stages once (about 0.3-0.5 s that the first check-in would pay)."""
+    """Load MTCNN and trace its stages for any input size (seconds that check-ins would pay otherwise)."""
     import ml
 
+    upright, *others = warm_up_frames()
     try:
-        ml.extract_face(warm_up_frame())
+        ml.extract_face(upright)
     except ml.FaceError:
         # Still loaded and partly warm; a detector that no longer sees the drawing only costs speed.
-        logger.warning("detector warm-up frame was not seen as one face; the first check-in will be slower")
+        logger.warning("detector warm-up frame was not seen as one face; the first check-ins will be slower")
+    for frame in others:
+        ml.detect_faces(frame)
 
 
 def configured_model_version() -> str:

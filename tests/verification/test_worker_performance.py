@@ -16,6 +16,7 @@ from accesscontrol import celery as celery_module
 from verification import inference
 
 REPO = Path(__file__).resolve().parents[2]
+FACES = REPO / "tests" / "fixtures" / "faces"
 
 
 @pytest.fixture
@@ -59,10 +60,11 @@ def test_threads_are_configured_before_the_model_loads_and_the_detector_is_warme
     monkeypatch.setattr(inference, "_model", None)
     monkeypatch.setattr(inference, "_configure_threads", lambda threads: calls.append(f"threads={threads}"))
     monkeypatch.setattr(ml, "load_model", lambda path=None: calls.append("load") or Model())
-    monkeypatch.setattr(ml, "extract_face", lambda rgb: calls.append(f"detect {rgb.shape}") or np.zeros((100, 100, 3), np.uint8))
+    monkeypatch.setattr(ml, "extract_face", lambda rgb: calls.append("extract") or np.zeros((100, 100, 3), np.uint8))
+    monkeypatch.setattr(ml, "detect_faces", lambda rgb: calls.append(f"detect {rgb.shape}") or [])
     inference.get_model()
     inference.get_model()
-    assert calls == ["threads=2", "load", "model warm-up", "detect (480, 640, 3)"]
+    assert calls == ["threads=2", "load", "model warm-up", "extract", "detect (480, 640, 3)", "detect (480, 640, 3)"]
 
 
 def test_detector_warm_up_that_finds_no_face_does_not_stop_the_model_load(monkeypatch, settings):
@@ -73,14 +75,30 @@ def test_detector_warm_up_that_finds_no_face_does_not_stop_the_model_load(monkey
     monkeypatch.setattr(inference, "_configure_threads", lambda threads: None)
     monkeypatch.setattr(ml, "load_model", lambda path=None: SimpleNamespace(warm_up=lambda: None, version="v", threshold=0.5))
     monkeypatch.setattr(ml, "extract_face", no_face)
+    monkeypatch.setattr(ml, "detect_faces", lambda rgb: [])
     assert inference.get_model().version == "v"
 
 
 def test_warm_up_frame_is_one_usable_face_to_the_real_detector():
-    # If MTCNN stopped seeing the drawing, its second and third stages would stay cold until the
-    # first real check-in (about 40-120 ms more on it).
+    # If MTCNN stopped seeing the drawing, its second and third stages would stay untraced until
+    # the first real check-ins (seconds on them).
     crop = ml.extract_face(inference.warm_up_frame())
     assert crop.shape == (100, 100, 3) and crop.dtype == np.uint8
+
+
+def test_after_the_warm_up_real_door_frames_trace_no_detector_graph_again():
+    # A trace costs 0.2-3 s: paid at worker start, never by a door. (ml.align runs each MTCNN stage
+    # as a tf.function; in a full test run other tests may have traced them already.)
+    from ml.align import _get_detector
+
+    inference._warm_up_detector()
+    graphs = [stage._model for stage in _get_detector().stages]
+    traced = [graph.experimental_get_tracing_count() for graph in graphs]
+    for photo in ("person_a_3.jpg", "person_b_1.jpg", "person_c_1.jpg"):
+        frame = np.full((480, 640, 3), 110, np.uint8)
+        frame[115:365, 195:445] = ml.read_image(str(FACES / photo))
+        assert len(ml.detect_faces(frame)) == 1
+    assert [graph.experimental_get_tracing_count() for graph in graphs] == traced
 
 
 def _settings_value(name: str, **env: str) -> str:
