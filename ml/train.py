@@ -212,8 +212,10 @@ def train(
                 progress.set_postfix({key: f"{value:.3f}" for key, value in values.items()})
                 log.info("step %d %s", step + 1, " ".join(f"{k}={v:.4f}" for k, v in values.items()))
             if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-                report = report_at(training.val_same, trainer.pair_scores(training.val_pairs), 0.5)
-                log.info("step %d validation auc=%.4f acc@0.5=%.4f eer=%.4f tar@far1%%=%.4f",
+                val_scores = trainer.pair_scores(training.val_pairs)
+                # Accuracy at the validation set's own best threshold: a diagnostic, never shipped.
+                report = report_at(training.val_same, val_scores, best_threshold(training.val_same, val_scores))
+                log.info("step %d validation auc=%.4f acc=%.4f eer=%.4f tar@far1%%=%.4f",
                          step + 1, report.roc_auc, report.accuracy, report.eer, report.tar_at_far_1e_2)
                 if report.roc_auc > best["val_auc"]:
                     trainer.siamese.save_weights(best_path)
