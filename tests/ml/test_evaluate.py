@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -12,13 +13,21 @@ from ml.inference import MANIFEST_FILE, MODEL_FILE
 from ml.model import build_siamese, build_tower
 
 
-def test_evaluate_reports_calibrate_and_test_pairs_at_the_manifest_threshold(fake_lfw, tmp_path):
-    root, paths = fake_lfw
+FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
+
+
+def _tiny_model_dir(tmp_path: Path) -> Path:
     keras.utils.set_random_seed(0)
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     build_siamese(build_tower(widths=(8, 8, 8, 8), embedding_dim=16, dropout=0.0)).save(model_dir / MODEL_FILE)
     (model_dir / MANIFEST_FILE).write_text(json.dumps({"version": "tiny-eval", "threshold": 0.5}))
+    return model_dir
+
+
+def test_evaluate_reports_calibrate_and_test_pairs_at_the_manifest_threshold(fake_lfw, tmp_path):
+    root, paths = fake_lfw
+    model_dir = _tiny_model_dir(tmp_path)
     cache = tmp_path / "cache.npz"
     rng = np.random.default_rng(0)
     np.savez(cache, crops=rng.integers(0, 256, (len(paths), 116, 116, 3), dtype=np.uint8), paths=paths,
@@ -33,3 +42,15 @@ def test_evaluate_reports_calibrate_and_test_pairs_at_the_manifest_threshold(fak
     assert (model_dir / "roc.png").read_bytes().startswith(b"\x89PNG")
     manifest = json.loads((model_dir / MANIFEST_FILE).read_text())
     assert manifest["test_report"] == report["test"] and manifest["threshold"] == 0.5
+
+
+def test_evaluate_without_a_cache_detects_and_aligns_the_pair_images(fake_lfw, tmp_path):
+    root, paths = fake_lfw
+    photos = sorted(FACES.glob("person_*.jpg"))
+    for i, path in enumerate(paths):  # real face photos in place of the placeholders
+        (root / "images" / path).write_bytes(photos[i % len(photos)].read_bytes())
+    model_dir = _tiny_model_dir(tmp_path)
+
+    report = evaluate(root, model_dir)
+
+    assert report["test"]["pairs"] == 4 and len(report["data_fingerprint_sha256"]) == 64
