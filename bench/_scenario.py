@@ -200,6 +200,11 @@ def machine() -> dict:
 
 
 def write_results(name: str, results: dict) -> Path:
+    import os
+
+    # With the start value, shows whether something else loaded the CPU during the run (the bench's
+    # own servers count too: about 1-2 on 2 cores while they work).
+    results.setdefault("machine", {})["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
