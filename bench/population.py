@@ -29,6 +29,7 @@ from _scenario import (
     write_results,
 )
 from _stack import REPO_ROOT, Stack, child_pids, maps_tensorflow, rss_mib
+from door_latency import breakdown
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -103,6 +104,7 @@ def main() -> None:
                 end_to_end_ms={"median": median(latencies), **percentiles(latencies, (95,))},
                 worker_process_ms_median=median(t["process_ms"] for t in timings),
                 score_ms_median=round(sorted(t["score_ms"] for t in timings)[len(timings) // 2], 3),
+                breakdown_median_ms=breakdown(ids, {p.body["id"]: p for p in posted[size]}),
             )
         results["memory"] = memory(stack)
 
@@ -113,7 +115,12 @@ def main() -> None:
         entry["worker_process_ratio"] = round(entry["worker_process_ms_median"] / smallest["worker_process_ms_median"], 3)
     mem = results["memory"]
     results["targets"] = {
-        "same_within_10_percent": all(abs(results["sizes"][s]["end_to_end_ratio"] - 1) <= 0.10 for s in sizes),
+        # The check-in's cost (the worker's processing) and what the door waits, which also carries
+        # the API's polling step (a decision landing just after a poll waits for the next one).
+        "worker_cost_same_within_10_percent": all(abs(results["sizes"][s]["worker_process_ratio"] - 1) <= 0.10
+                                                  for s in sizes),
+        "end_to_end_same_within_10_percent": all(abs(results["sizes"][s]["end_to_end_ratio"] - 1) <= 0.10
+                                                 for s in sizes),
         "worker_rss<=1GB": all(p["rss_mib"] <= 1024 for p in mem["worker_pool_processes"]),
         "web_never_imports_tensorflow": not mem["web_master"]["tensorflow_loaded"]
         and not any(p["tensorflow_loaded"] for p in mem["web_workers"]),
@@ -124,7 +131,8 @@ def main() -> None:
         print(f"{size:>3} reference(s): end-to-end median {entry['end_to_end_ms']['median']} ms "
               f"(x{entry['end_to_end_ratio']}), worker {entry['worker_process_ms_median']} ms "
               f"(x{entry['worker_process_ratio']}), score {entry['score_ms_median']} ms, "
-              f"decision 1: {entry['decision_1']}/{entry['n']}")
+              f"decision 1: {entry['decision_1']}/{entry['n']}, "
+              f"decide+reply {entry['breakdown_median_ms']['decide_and_reply_ms']} ms")
     print("worker pool process RSS (MiB): " + ", ".join(str(p["rss_mib"]) for p in mem["worker_pool_processes"])
           + f"; worker main {mem['worker_main_process']['rss_mib']} MiB (TF loaded: "
           f"{mem['worker_main_process']['tensorflow_loaded']})")
