@@ -55,7 +55,7 @@ def test_submit_refuses_non_image_and_stores_nothing(device):
 
 
 def test_genuine_checkin_is_decided_1_with_audit_entry(device, enrolled_person, fake_model):
-    fake_model.scores = [0.3, 0.8]  # the second reference is the best match
+    fake_model.scores = [0.4, 0.8]  # mean 0.6 reaches the threshold; the second reference is the closest
     reference_two = services.reference_add(person=enrolled_person, image_file=upload())
     services.reference_embed(reference_id=reference_two.pk)
     checkin = submit(device)
@@ -66,7 +66,7 @@ def test_genuine_checkin_is_decided_1_with_audit_entry(device, enrolled_person, 
     assert checkin.status == CheckIn.Status.DECIDED
     assert checkin.decision == 1
     assert checkin.reason == ""
-    assert checkin.score == pytest.approx(0.8)
+    assert checkin.score == pytest.approx(0.6)
     assert checkin.threshold == 0.5
     assert checkin.model_version == "fake-1"
     assert checkin.best_reference_id == reference_two.pk
@@ -75,6 +75,25 @@ def test_genuine_checkin_is_decided_1_with_audit_entry(device, enrolled_person, 
     assert (entry.kind, entry.decision, entry.person_external_id, entry.device_name) == ("decision", 1, "B-1001", "front-door")
     assert entry.person_name == "Ada Lovelace"
     assert audit_verify() == (AuditEntry.objects.count(), None)
+
+
+def test_one_close_reference_among_far_ones_does_not_admit(device, enrolled_person, fake_model):
+    # Best-of-k would admit (0.9 >= 0.5); the decision uses the mean (0.3), so a stranger who happens
+    # to resemble one reference photo gets no extra chance per enrolled photo.
+    fake_model.scores = [0.9, 0.0, 0.0]
+    for _ in range(2):
+        reference = services.reference_add(person=enrolled_person, image_file=upload())
+        services.reference_embed(reference_id=reference.pk)
+    checkin = submit(device)
+
+    services.checkin_process(checkin_id=checkin.pk)
+
+    checkin.refresh_from_db()
+    assert (checkin.status, checkin.decision, checkin.reason) == ("decided", 0, "no_match")
+    assert checkin.score == pytest.approx(0.3)
+    assert checkin.best_reference.person_id == enrolled_person.pk
+    entry = AuditEntry.objects.get(checkin=checkin)
+    assert (entry.decision, entry.reason, entry.score) == (0, "no_match", pytest.approx(0.3))
 
 
 def test_impostor_below_threshold_is_decided_0_no_match(device, enrolled_person, fake_model):
