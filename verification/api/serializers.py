@@ -33,6 +33,11 @@ class CheckInSerializer(serializers.ModelSerializer):
             "person", "device", "created_at", "decided_at", "timings",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "score": {"help_text": "Mean Siamese score (P(same person)) over the person's reference photos; "
+                                   "admitted when it reaches `threshold`. Null when no face was compared."},
+            "threshold": {"help_text": "The model's calibrated threshold used for this decision."},
+        }
 
     def get_url(self, obj: CheckIn) -> str:
         return reverse("api-checkin-detail", kwargs={"pk": obj.pk}, request=self.context.get("request"))
