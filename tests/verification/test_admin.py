@@ -32,6 +32,18 @@ def person_form(**overrides):
     return data
 
 
+def reference_change_form(person, reference, **inline_fields):
+    """The person's change form with its one existing reference in the inline, plus ``inline_fields``."""
+    data = person_form(
+        name=person.name,
+        external_id=person.external_id,
+        **{f"{INLINE}-INITIAL_FORMS": "1", f"{INLINE}-0-id": str(reference.pk), f"{INLINE}-0-person": str(person.pk)},
+    )
+    del data[f"{INLINE}-0-image"]
+    data.update({f"{INLINE}-0-{name}": value for name, value in inline_fields.items()})
+    return data
+
+
 def test_admin_requires_staff_login(client):
     response = client.get(reverse("admin:verification_person_changelist"))
     assert response.status_code == 302
@@ -222,18 +234,7 @@ def test_media_view_refuses_paths_outside_media_root(staff_client):
 def test_existing_reference_photo_cannot_be_replaced_in_place(staff_client, enrolled_person):
     reference = enrolled_person.references.get()
     url = reverse("admin:verification_person_change", args=[enrolled_person.pk])
-    data = {
-        "name": enrolled_person.name,
-        "external_id": enrolled_person.external_id,
-        "is_active": "on",
-        f"{INLINE}-TOTAL_FORMS": "1",
-        f"{INLINE}-INITIAL_FORMS": "1",
-        f"{INLINE}-MIN_NUM_FORMS": "0",
-        f"{INLINE}-MAX_NUM_FORMS": "1000",
-        f"{INLINE}-0-id": str(reference.pk),
-        f"{INLINE}-0-person": str(enrolled_person.pk),
-        f"{INLINE}-0-image": upload(name="other.jpg"),
-    }
+    data = reference_change_form(enrolled_person, reference, image=upload(name="other.jpg"))
     response = staff_client.post(url, data)
     assert response.status_code == 302
     before = reference.image.name
@@ -246,18 +247,7 @@ def test_deleting_a_reference_in_the_inline_removes_its_files(staff_client, enro
     reference = enrolled_person.references.get()
     storage, names = reference.image.storage, [reference.image.name, reference.face_crop.name]
     url = reverse("admin:verification_person_change", args=[enrolled_person.pk])
-    data = {
-        "name": enrolled_person.name,
-        "external_id": enrolled_person.external_id,
-        "is_active": "on",
-        f"{INLINE}-TOTAL_FORMS": "1",
-        f"{INLINE}-INITIAL_FORMS": "1",
-        f"{INLINE}-MIN_NUM_FORMS": "0",
-        f"{INLINE}-MAX_NUM_FORMS": "1000",
-        f"{INLINE}-0-id": str(reference.pk),
-        f"{INLINE}-0-person": str(enrolled_person.pk),
-        f"{INLINE}-0-DELETE": "on",
-    }
+    data = reference_change_form(enrolled_person, reference, DELETE="on")
     assert staff_client.post(url, data).status_code == 302
     assert not ReferenceImage.objects.filter(pk=reference.pk).exists()
     assert not any(storage.exists(name) for name in names)
