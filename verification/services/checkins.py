@@ -193,12 +193,9 @@ def checkin_decide(
         updated_at=now,
         last_error="",
     )
-    audit_append(
+    _audit_checkin(
+        checkin,
         kind=AuditEntry.Kind.DECISION,
-        checkin_id=checkin_id,
-        device_ref=checkin.device_id,
-        device_name=checkin.device.name,
-        person_external_id=checkin.claimed_external_id,
         person_name=person.name if person else "",
         decision=decision,
         score=score,
@@ -211,6 +208,17 @@ def checkin_decide(
     if decision == 0 and reason != Reason.LOCKED_OUT:
         lockouts.lockout_note_failure(checkin=checkin)
     return True
+
+
+def _audit_checkin(checkin: CheckIn, **fields: Any) -> AuditEntry:
+    """Append an audit entry about ``checkin``, copying its device and claimed person as they are now."""
+    return audit_append(
+        checkin_id=checkin.pk,
+        device_ref=checkin.device_id,
+        device_name=checkin.device.name,
+        person_external_id=checkin.claimed_external_id,
+        **fields,
+    )
 
 
 def checkin_release(*, checkin_id: int, error: str = "") -> bool:
@@ -232,12 +240,9 @@ def checkin_fail(*, checkin_id: int, reason: str, error: str = "") -> bool:
     CheckIn.objects.filter(pk=checkin_id).update(
         status=CheckIn.Status.FAILED, reason=reason, last_error=error[:2000], updated_at=now
     )
-    audit_append(
+    _audit_checkin(
+        checkin,
         kind=AuditEntry.Kind.FAILURE,
-        checkin_id=checkin_id,
-        device_ref=checkin.device_id,
-        device_name=checkin.device.name,
-        person_external_id=checkin.claimed_external_id,
         person_name=checkin.person.name if checkin.person_id else "",
         reason=reason,
         detail={"error": error[:500], "attempts": checkin.attempts},
