@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import IO
 
 from PIL import Image, UnidentifiedImageError
 
 from verification.errors import InvalidImage
 
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
+# The one place a stored image's suffix and its served Content-Type come from. A stored name takes
+# its suffix from the DECODED format (``ImageInfo.suffix``), never from the client's file name, and the
+# media view serves only these suffixes, with exactly this type: an image/HTML polyglot named
+# ``x.html`` is stored as ``<hex>.jpg`` and served as ``image/jpeg`` (issue 9, item 1).
+FORMAT_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tiff"}
+SUFFIX_CONTENT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".tiff": "image/tiff",
+    ".tif": "image/tiff",
+}
+ALLOWED_FORMATS = frozenset(FORMAT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -23,6 +39,17 @@ class ImageInfo:
     width: int
     height: int
     size_bytes: int
+
+    @property
+    def suffix(self) -> str:
+        """The stored file's suffix, from the decoded format (``.jpg``, ``.png``, ...)."""
+        return FORMAT_SUFFIXES[self.format]
+
+
+def content_type_for(name: str) -> str | None:
+    """The image Content-Type a stored file may be served with, or None: then it is not served."""
+    suffix = PurePath(name).suffix.lower()
+    return SUFFIX_CONTENT_TYPES.get(suffix)
 
 
 def _size_of(file: IO[bytes]) -> int:

@@ -11,15 +11,19 @@ from pathlib import PurePath
 from django.db import models
 from django.db.models import Q
 
+from verification.images import SUFFIX_CONTENT_TYPES
+
 
 class AuditLogImmutable(Exception):
     """Raised on any attempt to change or delete an audit entry through the ORM."""
 
 
 def _random_name(folder: str, filename: str) -> str:
-    # Random names: a file path must not reveal who is in the photo.
-    suffix = PurePath(filename).suffix.lower()[:8] or ".bin"
-    return f"{folder}/{uuid.uuid4().hex}{suffix}"
+    # Random names: a file path must not reveal who is in the photo. Services pass a name whose suffix
+    # comes from the decoded format (``ImageInfo.suffix``); any other suffix becomes ``.bin``, which
+    # the media view never serves (issue 9, item 1: an image/HTML polyglot named ``x.html``).
+    suffix = PurePath(filename).suffix.lower()
+    return f"{folder}/{uuid.uuid4().hex}{suffix if suffix in SUFFIX_CONTENT_TYPES else '.bin'}"
 
 
 def reference_upload_to(instance: models.Model, filename: str) -> str:

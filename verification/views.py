@@ -1,21 +1,38 @@
-"""Staff-only access to uploaded biometric images; there is no public media URL."""
+"""Staff-only access to uploaded biometric images; there is no public media URL.
+
+Only image files are served, and only as images: the Content-Type comes from the stored name's
+suffix (``images.content_type_for``; stored names take it from the decoded format), never from a
+guess; anything else is a 404. ``nosniff`` stops a browser from reading an image/HTML polyglot as
+HTML, and the Content-Security-Policy sandboxes the response should one be opened on its own, so no
+upload can run script on the admin's origin (issue 9, item 1).
+"""
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import SuspiciousFileOperation
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
-from django.views.static import serve
+
+from verification.images import content_type_for
+
+MEDIA_CONTENT_SECURITY_POLICY = "default-src 'none'; img-src 'self'; sandbox"
 
 
 @never_cache
 @staff_member_required
 def media(request: HttpRequest, path: str) -> HttpResponse:
-    # ``serve`` refuses paths that escape MEDIA_ROOT; staff-only plus no caching by proxies.
+    content_type = content_type_for(path)
+    if content_type is None:
+        raise Http404("No such image.")
     try:
-        response = serve(request, path, document_root=settings.MEDIA_ROOT)
-    except SuspiciousFileOperation:
-        raise Http404("No such file.") from None
+        # The storage refuses names that escape MEDIA_ROOT (SuspiciousFileOperation).
+        handle = default_storage.open(path, "rb")
+    except (SuspiciousFileOperation, FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise Http404("No such image.") from None
+    response = FileResponse(handle, content_type=content_type)
     response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = MEDIA_CONTENT_SECURITY_POLICY
+    response["Content-Disposition"] = "inline"
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
     return response

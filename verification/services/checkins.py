@@ -45,7 +45,7 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
     The row is committed before anything is queued; if the broker is down the row stays pending
     and ``checkins_sweep`` queues it later. Only a failing database makes the device retry (503).
     """
-    validate_image(snapshot_file, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
+    image = validate_image(snapshot_file, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
     external_id = (person_external_id or "").strip()
     if not external_id or len(external_id) > 64:
         raise DomainError("person must be an external ID of 1 to 64 characters.", code="invalid_person")
@@ -53,7 +53,8 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
     try:
         with transaction.atomic():
             checkin.person = selectors.person_by_external_id(external_id=external_id)
-            checkin.snapshot.save(getattr(snapshot_file, "name", "") or "snapshot.jpg", snapshot_file, save=False)
+            # The suffix comes from the decoded format, never from the device's file name.
+            checkin.snapshot.save(f"snapshot{image.suffix}", snapshot_file, save=False)
             checkin.full_clean()
             checkin.save()
             checkin_id = checkin.pk

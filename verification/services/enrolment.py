@@ -64,9 +64,10 @@ def person_delete(*, person: Person) -> None:
 @transaction.atomic
 def reference_add(*, person: Person, image_file: IO[bytes]) -> ReferenceImage:
     """Store a reference photo (limits checked here) and queue its embedding after commit."""
-    validate_image(image_file, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
+    image = validate_image(image_file, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
     reference = ReferenceImage(person=person)
-    reference.image.save(getattr(image_file, "name", "") or "reference.jpg", image_file, save=False)
+    # The suffix comes from the decoded format, never from the uploaded file's name.
+    reference.image.save(f"reference{image.suffix}", image_file, save=False)
     reference.full_clean()
     reference.save()
     reference_id = reference.pk
