@@ -170,6 +170,11 @@ LOCKOUT_SECONDS = env_int("LOCKOUT_SECONDS", 600, minimum=1)
 RETENTION_SNAPSHOT_DAYS = env_int("RETENTION_SNAPSHOT_DAYS", 30, minimum=1)
 RETENTION_REJECTED_REFERENCE_DAYS = env_int("RETENTION_REJECTED_REFERENCE_DAYS", 7, minimum=1)
 
+# --- Device tokens, see verification/api/authentication.py ---
+# DEVICE_TOKEN_MAX_AGE_DAYS [0: off]: a device token older than this many days is refused (401) until
+# an operator issues a new one. None when off.
+DEVICE_TOKEN_MAX_AGE_DAYS: int | None = env_int("DEVICE_TOKEN_MAX_AGE_DAYS", 0, minimum=0) or None
+
 # --- Celery ---
 _broker_url = env_str("CELERY_BROKER_URL", "")
 # No broker: run tasks in the calling process (a laptop without Redis). Never in production.

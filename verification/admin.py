@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from verification import services
-from verification.errors import InvalidImage
+from verification.errors import DomainError, InvalidImage
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Lockout, Person, ReferenceImage
 
@@ -180,7 +180,7 @@ class DeviceAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     fields = ["name", "token_prefix", "created_at", "revoked_at"]
     readonly_fields = ["token_prefix", "created_at", "revoked_at"]
-    actions = ["revoke_tokens", "issue_new_tokens"]
+    actions = ["revoke_tokens", "issue_new_tokens", "reinstate_devices"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
         # The name identifies the device in the audit log; tokens change through the actions.
@@ -204,13 +204,30 @@ class DeviceAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected devices' tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         for device in queryset:
-            services.device_revoke(device=device)
+            services.device_revoke(device=device, operator=request.user.get_username())
         messages.success(request, f"Revoked {queryset.count()} device token(s).")
 
-    @admin.action(description="Issue new tokens (the old ones stop working)")
+    @admin.action(description="Issue new tokens (the old ones stop working; not for revoked devices)")
     def issue_new_tokens(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         for device in queryset:
-            self._show_token_once(request, device, services.device_issue_token(device=device))
+            try:
+                token = services.device_issue_token(device=device)
+            except DomainError as refused:  # revoked: it stays revoked until reinstated
+                messages.error(request, refused.message)
+            else:
+                self._show_token_once(request, device, token)
+
+    @admin.action(
+        description="Reinstate the selected revoked devices (new token; audited)", permissions=["change"]
+    )
+    def reinstate_devices(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        for device in queryset:
+            try:
+                token = services.device_reinstate(device=device, operator=request.user.get_username())
+            except DomainError as refused:
+                messages.error(request, refused.message)
+            else:
+                self._show_token_once(request, device, token)
 
 
 # --- Check-ins (read-only) -------------------------------------------------------------------

@@ -121,6 +121,8 @@ class Device(TimeStamped):
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     token_prefix = models.CharField(max_length=8, editable=False, help_text="First characters, to tell tokens apart.")
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the current token was issued: DEVICE_TOKEN_MAX_AGE_DAYS counts from here.
+    token_issued_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
@@ -153,6 +155,7 @@ class CheckIn(TimeStamped):
         LOCKED_OUT = "locked_out", "Locked out after repeated failures"
         PROCESSING_ERROR = "processing_error", "Processing error"
         SNAPSHOT_MISSING = "snapshot_missing", "Snapshot file missing"
+        DEVICE_REVOKED = "device_revoked", "Device revoked before the check-in was processed"
 
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="checkins")
     claimed_external_id = models.CharField(max_length=64)
@@ -278,10 +281,11 @@ class AuditEntry(models.Model):
         UNLOCK = "unlock", "Unlock"
         ERASURE = "erasure", "Erasure receipt"
         DEVICE_REVOKED = "device_revoked", "Device revoked"
+        DEVICE_REINSTATED = "device_reinstated", "Device reinstated (new token)"
 
     # Position in the chain; the chain is walked in this order.
     seq = models.PositiveBigIntegerField(unique=True, editable=False)
-    kind = models.CharField(max_length=16, choices=Kind.choices)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
     # Append-only rows are never updated, so there is created_at but deliberately no updated_at.
     created_at = models.DateTimeField(editable=False)
     checkin = models.ForeignKey(

@@ -1,9 +1,17 @@
-"""``Authorization: Token <token>`` checked against the hashed device tokens."""
+"""``Authorization: Token <token>`` checked against the hashed device tokens.
+
+A revoked device's token is unknown here (``selectors.device_by_token``). With
+``DEVICE_TOKEN_MAX_AGE_DAYS`` set, a token older than that is refused too, until an operator issues a
+new one (issue 9, item 4).
+"""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -48,12 +56,24 @@ class DeviceTokenAuthentication(authentication.BaseAuthentication):
             # Unknown and revoked tokens look the same to the caller; the log says which prefix.
             logger.warning("rejected device token %s... from %s", raw_token[:8], request.META.get("REMOTE_ADDR"))
             raise exceptions.AuthenticationFailed("Unknown or revoked token.")
+        if _token_expired(device):
+            logger.warning("expired device token %s... of %s", raw_token[:8], device.name)
+            raise exceptions.AuthenticationFailed("The token has expired; an operator must issue a new one.")
         services.device_seen(device=device)
         return DevicePrincipal(device), device
 
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (with WWW-Authenticate) rather than 403.
         return self.keyword
+
+
+def _token_expired(device: Device) -> bool:
+    max_age_days = settings.DEVICE_TOKEN_MAX_AGE_DAYS
+    if not max_age_days:
+        return False
+    if device.token_issued_at is None:
+        return True  # Age unknown: fail closed while expiry is on.
+    return timezone.now() - device.token_issued_at > timedelta(days=max_age_days)
 
 
 class DeviceTokenScheme(OpenApiAuthenticationExtension):

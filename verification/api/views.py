@@ -72,7 +72,8 @@ class CheckInCreateView(APIView):
                 description=(
                     "Decided (or failed) within `wait`. A 0 has a `reason`: no_match, no_face, multiple_faces, "
                     "unknown_person, inactive_person (inactive or outside its validity dates), no_references, "
-                    "unreadable_image, locked_out (too many recent refusals for this person or device)."
+                    "unreadable_image, locked_out (too many recent refusals for this person or device), "
+                    "device_revoked (the device was revoked after it sent this check-in)."
                 ),
             ),
             202: OpenApiResponse(CheckInSerializer, description="Stored and queued; poll `url`."),

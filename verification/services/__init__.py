@@ -12,11 +12,14 @@ from verification.services.checkins import (
     checkin_submit,
     checkins_sweep,
 )
-from verification.services.enrolment import (
+from verification.services.devices import (
     device_create,
     device_issue_token,
+    device_reinstate,
     device_revoke,
     device_seen,
+)
+from verification.services.enrolment import (
     person_create,
     person_delete,
     person_save,
@@ -41,6 +44,7 @@ __all__ = [
     "checkins_sweep",
     "device_create",
     "device_issue_token",
+    "device_reinstate",
     "device_revoke",
     "device_seen",
     "lockout_active",

@@ -99,6 +99,9 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
     verdict: dict[str, Any] = {"threshold": info.threshold, "model_version": info.version}
 
     person = selectors.person_by_external_id(external_id=checkin.claimed_external_id)
+    # Revoked after it queued this check-in: refused before anything else (issue 9, item 4).
+    if checkin.device.revoked_at is not None:
+        return _decide_zero(checkin_id, Reason.DEVICE_REVOKED, person, timings, started, verdict)
     # Locked out (too many recent refusals): refused before any face work, so trying more faces
     # during a lockout teaches nothing.
     if lockouts.lockout_blocking(checkin=checkin, at=now) is not None:
@@ -206,7 +209,8 @@ def checkin_decide(
         processing_ms=timings.get("total_ms"),
         detail={"timings": timings, "best_reference_id": best_reference_id},
     )
-    if decision == 0 and reason != Reason.LOCKED_OUT:
+    # A refusal for a revoked device is not the person's failure: it counts toward no lockout.
+    if decision == 0 and reason not in (Reason.LOCKED_OUT, Reason.DEVICE_REVOKED):
         lockouts.lockout_note_failure(checkin=checkin)
     return True
 

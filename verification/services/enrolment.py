@@ -1,9 +1,8 @@
-"""Enrolment: people, their reference photos (embedded once, by a worker), door devices."""
+"""Enrolment: people and their reference photos (embedded by a worker). Devices: ``devices.py``."""
 from __future__ import annotations
 
 import io
 import logging
-import secrets
 from datetime import datetime
 from typing import IO, Any
 
@@ -13,10 +12,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from verification import selectors
-from verification.audit import audit_append
 from verification.images import validate_image
-from verification.models import AuditEntry, Device, Person, ReferenceImage
+from verification.models import Person, ReferenceImage
 from verification.services import queueing
 
 logger = logging.getLogger(__name__)
@@ -167,44 +164,3 @@ def _png_bytes(rgb: Any) -> bytes:
     Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG")
     return buffer.getvalue()
 
-
-# --- Devices ---------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def device_create(*, name: str) -> tuple[Device, str]:
-    """Create a device and return it with its raw token. Only the hash is stored: show it once."""
-    device = Device(name=name)
-    return device, device_issue_token(device=device)
-
-
-@transaction.atomic
-def device_issue_token(*, device: Device) -> str:
-    """Give a (new or existing) device a fresh token, replacing any old one; return the raw token."""
-    raw_token = secrets.token_urlsafe(32)
-    device.token_hash = selectors.token_hash(raw_token)
-    device.token_prefix = raw_token[:8]
-    device.revoked_at = None
-    device.full_clean()
-    device.save()
-    return raw_token
-
-
-DEVICE_SEEN_RESOLUTION_SECONDS = 60
-
-
-def device_seen(*, device: Device) -> None:
-    """Record that the device authenticated; at most one write a minute per device."""
-    now = timezone.now()
-    if device.last_seen_at is None or (now - device.last_seen_at).total_seconds() >= DEVICE_SEEN_RESOLUTION_SECONDS:
-        Device.objects.filter(pk=device.pk).update(last_seen_at=now)
-        device.last_seen_at = now
-
-
-@transaction.atomic
-def device_revoke(*, device: Device) -> Device:
-    if device.revoked_at is None:
-        device.revoked_at = timezone.now()
-        device.save(update_fields=["revoked_at", "updated_at"])
-        audit_append(kind=AuditEntry.Kind.DEVICE_REVOKED, device_ref=device.pk, device_name=device.name)
-    return device
