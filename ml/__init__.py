@@ -6,7 +6,7 @@
 Public API::
 
     image = ml.decode_image(data)          # RGB uint8, limits checked before decoding
-    face = ml.extract_face(image)          # 100x100 aligned crop; NoFaceFound / MultipleFacesFound
+    face = ml.extract_face(image)          # 100x100 aligned crop; NoFaceFound / FaceTooSmall / MultipleFacesFound
     model = ml.load_model()                # shipped model, cached per process
     emb = model.embed(faces[None])         # (N, 128) float32, L2-normalised
     scores = model.score(emb[0], refs)     # P(same person); same when >= model.threshold
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ml.align import detect_faces, extract_face
-from ml.errors import FaceError, ImageError, ImageTooLarge, MultipleFacesFound, NoFaceFound, UnreadableImage
+from ml.errors import FaceError, FaceTooSmall, ImageError, ImageTooLarge, MultipleFacesFound, NoFaceFound, UnreadableImage
 from ml.image import decode_image, read_image
 from ml.types import FACE_SIZE
 
@@ -38,6 +38,7 @@ __all__ = [
     "FACE_SIZE",
     "FaceError",
     "FaceModel",
+    "FaceTooSmall",
     "ImageError",
     "ImageTooLarge",
     "ModelError",

@@ -1,13 +1,28 @@
-"""Face detection (MTCNN) and 5-point similarity alignment to a fixed template.
+"""Face detection (MTCNN), the face policy of a door, and 5-point similarity alignment.
 
 The detector is loaded lazily, once per process. Detection runs on a downscaled copy of the
-frame (faces smaller than ``MIN_FACE_PX`` are not wanted anyway) and the crop is taken from the
-original, so a large frame costs little more than a small one.
+frame and the crop is taken from the original, so a large frame costs little more than a small one.
 
 mtcnn 1.0 builds a broken image pyramid when ``min_face_size`` is above its default of 20 (the
 smallest levels fall under PNet's 12 px input and the whole call silently returns no faces), so
-instead of raising ``min_face_size`` we shrink the frame: a face of ``MIN_FACE_PX`` in the
+instead of raising ``min_face_size`` we shrink the frame: a face of ``min_face_px`` in the
 original becomes 20 px in the copy the detector sees.
+
+Two sizes, two jobs:
+
+- ``MIN_DETECT_FACE_PX`` (detection minimum): the smallest face searched for at all. A confident
+  face between it and ``MIN_FACE_PX`` is reported as :class:`FaceTooSmall`, never as "no face".
+- ``MIN_FACE_PX`` (verification minimum): the smallest face the model verifies reliably.
+
+The policy (:func:`choose_principal_face`): the principal face is the largest confident face; it
+must be at least ``MIN_FACE_PX``; another confident face refuses the frame
+(:class:`MultipleFacesFound`) only when it is at least ``SECOND_FACE_RATIO`` of the principal's
+size, i.e. close enough to be a second person at the door. Smaller faces are the background.
+
+Speed: searching a 640x480 frame down to 24 px costs about twice as much as down to 60 px, so
+:func:`extract_face` searches first only as small as a rival of a usable face can be
+(``RIVAL_SEARCH_FACE_PX``), and searches down to ``MIN_DETECT_FACE_PX`` only when that
+finds no face at all (a refusal either way; the second look only names the reason).
 """
 
 from __future__ import annotations
@@ -18,19 +33,38 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ml.errors import MultipleFacesFound, NoFaceFound
+from ml.errors import FaceTooSmall, MultipleFacesFound, NoFaceFound
 from ml.types import FACE_SIZE, ImageRGB
 
 MIN_FACE_PX = 60
-"""Smallest face side (pixels in the original frame) that counts as a usable face.
+"""Verification minimum: smallest face side (pixels in the original frame) the model verifies.
 
-At a door the person verifying fills a good part of the frame; smaller faces are passers-by in the
-background (and too blurry to verify). It also sets the detection scale (a 640x480 frame is
-searched at 213x160); MTCNN's time per frame is then mostly its fixed per-stage overhead.
+A confident face smaller than this is refused as ``face_too_small``. The number belongs to the
+model: it is to be read off the measured accuracy-versus-face-size curve (ml/README.md).
 """
 
+MIN_DETECT_FACE_PX = 24
+"""Detection minimum: smallest face side (original-frame pixels) the detector searches for.
+
+Below ``MIN_FACE_PX`` so that a face too small to verify is reported as such instead of as no face
+(LFW photos downscaled to 150 px have ~55 px faces). At this size a 640x480 frame is searched at
+533x400, about twice the time of the first search (:func:`find_principal_face`).
+"""
+
+SECOND_FACE_RATIO = 0.6
+"""A second face refuses the frame only when its side is at least this fraction of the principal's.
+
+Apparent size falls as 1/distance: a face 0.6 as large is about 1.7x as far from the camera, e.g.
+someone standing right behind the person at the door. Smaller faces are passers-by in the
+background and are ignored.
+"""
+
+RIVAL_SEARCH_FACE_PX = max(MIN_DETECT_FACE_PX, int(SECOND_FACE_RATIO * MIN_FACE_PX))
+"""Smallest face that can refuse a frame whose principal face is usable (36 px): the first search's
+minimum in :func:`find_principal_face` and :func:`detect_faces`' default. Derived, not set."""
+
 MIN_CONFIDENCE = 0.90
-"""Detector confidence a face needs to count as usable (MTCNN's own last stage keeps >= 0.8)."""
+"""Detector confidence a detection needs to count as a face at all (MTCNN's own last stage keeps >= 0.8)."""
 
 MAX_DETECT_SIDE = 640
 """Frames are shrunk so their longer side is at most this before detection."""
@@ -111,8 +145,14 @@ def _detection_scale(height: int, width: int, min_face_px: int) -> float:
     return min(1.0, _DETECTOR_FACE_PX / float(min_face_px), MAX_DETECT_SIDE / float(max(height, width)))
 
 
-def detect_faces_batch(images: Sequence[ImageRGB], *, min_face_px: int = MIN_FACE_PX) -> list[list[DetectedFace]]:
-    """Detect faces in several same-sized RGB frames at once (one MTCNN call); largest first."""
+def detect_faces_batch(
+    images: Sequence[ImageRGB], *, min_face_px: int = RIVAL_SEARCH_FACE_PX
+) -> list[list[DetectedFace]]:
+    """Detect faces in several same-sized RGB frames at once (one MTCNN call); largest first.
+
+    ``min_face_px`` is the smallest face side searched for (it sets the detection scale; somewhat
+    smaller faces are sometimes found too). Every detection is returned, whatever its confidence.
+    """
     import cv2
 
     if not images:
@@ -147,7 +187,7 @@ def detect_faces_batch(images: Sequence[ImageRGB], *, min_face_px: int = MIN_FAC
     return results
 
 
-def detect_faces(image: ImageRGB, *, min_face_px: int = MIN_FACE_PX) -> list[DetectedFace]:
+def detect_faces(image: ImageRGB, *, min_face_px: int = RIVAL_SEARCH_FACE_PX) -> list[DetectedFace]:
     """All faces MTCNN finds in an RGB frame, in original coordinates, largest first."""
     return detect_faces_batch([image], min_face_px=min_face_px)[0]
 
@@ -183,21 +223,55 @@ def align_face(image: ImageRGB, landmarks: np.ndarray, *, size: int = FACE_SIZE,
     return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def usable_faces(faces: Sequence[DetectedFace], *, min_face_px: int = MIN_FACE_PX) -> list[DetectedFace]:
-    """Faces confident and large enough to be verified (and so to count as a second face)."""
-    return [f for f in faces if f.confidence >= MIN_CONFIDENCE and f.size >= min_face_px]
+def choose_principal_face(
+    faces: Sequence[DetectedFace],
+    *,
+    min_face_px: float = MIN_FACE_PX,
+    second_face_ratio: float = SECOND_FACE_RATIO,
+    min_confidence: float = MIN_CONFIDENCE,
+) -> DetectedFace:
+    """The face to verify among ``faces`` (any order), by the door's face policy.
+
+    Only detections of at least ``min_confidence`` count as faces. The principal face is the largest
+    of them. Raises :class:`NoFaceFound` when there is none, :class:`FaceTooSmall` when the principal
+    is under ``min_face_px`` (checked first: nothing in the frame can be verified), and
+    :class:`MultipleFacesFound` when another face is at least ``second_face_ratio`` of its size.
+    """
+    confident = sorted((f for f in faces if f.confidence >= min_confidence), key=lambda f: f.size, reverse=True)
+    if not confident:
+        raise NoFaceFound("no face found")
+    principal = confident[0]
+    if principal.size < min_face_px:
+        raise FaceTooSmall(
+            f"the face is {principal.size:.0f} px wide; at least {min_face_px:.0f} px is needed to verify it"
+        )
+    rivals = [f for f in confident[1:] if f.size >= second_face_ratio * principal.size]
+    if rivals:
+        raise MultipleFacesFound(
+            f"another face ({rivals[0].size:.0f} px) is at least {second_face_ratio:.0%} of the largest"
+            f" ({principal.size:.0f} px): one person at a time in front of the camera"
+        )
+    return principal
+
+
+def find_principal_face(image_rgb: ImageRGB) -> DetectedFace:
+    """Detect faces in ``image_rgb`` and apply :func:`choose_principal_face`.
+
+    First searched down to the smallest face that could be a rival of a usable one; only when that
+    finds no confident face is the frame searched again down to ``MIN_DETECT_FACE_PX``, to tell a
+    face too small to verify from no face at all.
+    """
+    _check_image(image_rgb)
+    faces = detect_faces(image_rgb, min_face_px=RIVAL_SEARCH_FACE_PX)
+    if not any(f.confidence >= MIN_CONFIDENCE for f in faces) and RIVAL_SEARCH_FACE_PX > MIN_DETECT_FACE_PX:
+        faces = detect_faces(image_rgb, min_face_px=MIN_DETECT_FACE_PX)
+    return choose_principal_face(faces)
 
 
 def extract_face(image_rgb: ImageRGB) -> ImageRGB:
-    """The aligned 100x100 RGB crop of the one usable face in ``image_rgb``.
+    """The aligned 100x100 RGB crop of the principal face in ``image_rgb`` (see :func:`choose_principal_face`).
 
-    Raises :class:`NoFaceFound` when there is none and :class:`MultipleFacesFound` when a second
-    face of usable size is present (never silently picks one).
+    Raises :class:`NoFaceFound`, :class:`FaceTooSmall` or :class:`MultipleFacesFound`; never
+    silently picks between two people at the door.
     """
-    _check_image(image_rgb)
-    faces = usable_faces(detect_faces(image_rgb))
-    if not faces:
-        raise NoFaceFound("no face of usable size found")
-    if len(faces) > 1:
-        raise MultipleFacesFound(f"{len(faces)} faces of usable size found; exactly one is required")
-    return align_face(image_rgb, faces[0].landmarks)
+    return align_face(image_rgb, find_principal_face(image_rgb).landmarks)

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score-pairs", help="score image pairs listed in a file", description=(
         "Read lines 'path_a<TAB>path_b' and print 'path_a<TAB>path_b<TAB>score<TAB>decision<TAB>reason'. "
         "score is P(same person) in [0, 1] (empty when an image cannot be used), decision is 1/0 at the "
-        "model's threshold, reason is empty or says why (no_face, multiple_faces, unreadable_image, image_too_large)."))
+        "model's threshold, reason is empty or says why (no_face, face_too_small, multiple_faces, unreadable_image, image_too_large)."))
     score.add_argument("file", metavar="FILE", help="pairs file ('-' for standard input)")
     _model_arg(score)
 

@@ -28,8 +28,18 @@ class FaceError(ValueError):
 
 
 class NoFaceFound(FaceError):
+    """No confident face anywhere in the frame."""
+
     reason = "no_face"
 
 
+class FaceTooSmall(FaceError):
+    """A face was found, but it is smaller than the model can verify reliably (``ml.align.MIN_FACE_PX``)."""
+
+    reason = "face_too_small"
+
+
 class MultipleFacesFound(FaceError):
+    """Another face is large enough, next to the principal one, to be a second person at the door."""
+
     reason = "multiple_faces"

@@ -32,14 +32,14 @@ logger = logging.getLogger(__name__)
 POOL_PROCESSES_ENV = "WORKER_POOL_PROCESSES"
 
 # Reasons the rest of the app knows about; anything else from ``ml`` is an unreadable image.
-_FACE_REASONS = {"no_face", "multiple_faces"}
+_FACE_REASONS = {"no_face", "face_too_small", "multiple_faces"}
 
 _model: Any = None
 _model_lock = threading.Lock()
 
 
 class FaceRejected(Exception):
-    """The image is unusable for verification; ``reason`` says why (no_face, multiple_faces, ...)."""
+    """The image is unusable for verification; ``reason`` says why (no_face, face_too_small, multiple_faces, ...)."""
 
     def __init__(self, reason: str, message: str = "", timings: dict[str, float] | None = None) -> None:
         super().__init__(message or reason)
@@ -192,7 +192,7 @@ def model_info() -> ModelInfo:
 
 
 def embed_face(data: bytes) -> FaceEmbedding:
-    """Decode, detect + align the single face, embed it. Raises ``FaceRejected``."""
+    """Decode, detect + align the principal face (``ml.align``'s face policy), embed it. Raises ``FaceRejected``."""
     import ml
 
     timings: dict[str, float] = {}

@@ -78,6 +78,7 @@ class ReferenceImage(TimeStamped):
     class Reason(models.TextChoices):
         NONE = "", "-"
         NO_FACE = "no_face", "No face found"
+        FACE_TOO_SMALL = "face_too_small", "Face too small to verify"
         MULTIPLE_FACES = "multiple_faces", "More than one face"
         UNREADABLE_IMAGE = "unreadable_image", "Unreadable image"
         PROCESSING_ERROR = "processing_error", "Processing error"
@@ -147,6 +148,7 @@ class CheckIn(TimeStamped):
         NONE = "", "-"
         NO_MATCH = "no_match", "Face does not match"
         NO_FACE = "no_face", "No face found"
+        FACE_TOO_SMALL = "face_too_small", "Face too small to verify"
         MULTIPLE_FACES = "multiple_faces", "More than one face"
         UNKNOWN_PERSON = "unknown_person", "Unknown person"
         INACTIVE_PERSON = "inactive_person", "Inactive or outside validity dates"

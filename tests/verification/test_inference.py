@@ -56,7 +56,11 @@ def test_embed_face_returns_crop_embedding_and_stage_timings(model, monkeypatch)
 
 @pytest.mark.parametrize(
     ("error", "reason"),
-    [(ml.NoFaceFound("none"), "no_face"), (ml.MultipleFacesFound("two"), "multiple_faces")],
+    [
+        (ml.NoFaceFound("none"), "no_face"),
+        (ml.FaceTooSmall("small"), "face_too_small"),
+        (ml.MultipleFacesFound("two"), "multiple_faces"),
+    ],
 )
 def test_face_errors_become_rejections_with_their_reason(model, monkeypatch, error, reason):
     def extract(rgb):

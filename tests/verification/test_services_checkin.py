@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
+import numpy as np
 import pytest
 from django.utils import timezone
 
 from tests.conftest import upload
-from verification import services
+from verification import inference, services
 from verification.audit import audit_verify
 from verification.errors import InvalidImage
 from verification.models import AuditEntry, CheckIn
 
 pytestmark = pytest.mark.django_db
+
+FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
+_real_embed_face = inference.embed_face  # kept before the fake_model fixture replaces it
 
 
 def submit(device, external_id="B-1001", data=None) -> CheckIn:
@@ -105,7 +110,7 @@ def test_impostor_below_threshold_is_decided_0_no_match(device, enrolled_person,
     assert AuditEntry.objects.get(checkin=checkin).reason == "no_match"
 
 
-@pytest.mark.parametrize("reason", ["no_face", "multiple_faces", "unreadable_image"])
+@pytest.mark.parametrize("reason", ["no_face", "face_too_small", "multiple_faces", "unreadable_image"])
 def test_unusable_snapshot_is_decided_0_with_the_face_reason(device, enrolled_person, fake_model, reason):
     fake_model.reject_reason = reason
     checkin = submit(device)
@@ -113,6 +118,30 @@ def test_unusable_snapshot_is_decided_0_with_the_face_reason(device, enrolled_pe
     checkin.refresh_from_db()
     assert (checkin.status, checkin.decision, checkin.reason) == ("decided", 0, reason)
     assert fake_model.calls["score"] == 0
+
+
+def test_snapshot_whose_face_is_too_small_to_verify_is_decided_0_face_too_small(
+    device, enrolled_person, fake_model, monkeypatch
+):
+    # The real detector and face policy (ml.align) on a door frame with a ~40 px face; the model is
+    # never needed, since the face is refused before embedding.
+    import cv2
+
+    monkeypatch.setattr(inference, "embed_face", _real_embed_face)
+    photo = cv2.imread(str(FACES / "person_b_1.jpg"))
+    small = cv2.resize(photo, None, fx=0.48, fy=0.48, interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 110, dtype=np.uint8)
+    frame[200 : 200 + small.shape[0], 260 : 260 + small.shape[1]] = small
+    checkin = submit(device, data=cv2.imencode(".jpg", frame)[1].tobytes())
+
+    services.checkin_process(checkin_id=checkin.pk)
+
+    checkin.refresh_from_db()
+    assert (checkin.status, checkin.decision, checkin.reason) == ("decided", 0, "face_too_small")
+    assert checkin.get_reason_display() == "Face too small to verify"
+    assert fake_model.calls["score"] == 0
+    entry = AuditEntry.objects.get(checkin=checkin)
+    assert (entry.decision, entry.reason) == (0, "face_too_small")
 
 
 def test_unknown_person_is_decided_0_without_embedding(device, fake_model):

@@ -67,7 +67,7 @@ def test_reference_embed_stores_embedding_and_aligned_crop(person, fake_model):
         assert Image.open(io.BytesIO(handle.read())).size == (100, 100)
 
 
-@pytest.mark.parametrize("reason", ["no_face", "multiple_faces"])
+@pytest.mark.parametrize("reason", ["no_face", "face_too_small", "multiple_faces"])
 def test_reference_without_exactly_one_face_is_rejected_with_reason(person, fake_model, reason):
     fake_model.reject_reason = reason
     reference = services.reference_add(person=person, image_file=upload())

@@ -70,8 +70,10 @@ class CheckInCreateView(APIView):
             200: OpenApiResponse(
                 CheckInSerializer,
                 description=(
-                    "Decided (or failed) within `wait`. A 0 has a `reason`: no_match, no_face, multiple_faces, "
-                    "unknown_person, inactive_person (inactive or outside its validity dates), no_references, "
+                    "Decided (or failed) within `wait`. A 0 has a `reason`: no_match, no_face, face_too_small "
+                    "(a face was found but is too small to verify: step closer), multiple_faces (a second face "
+                    "large enough to be another person at the door), unknown_person, inactive_person (inactive "
+                    "or outside its validity dates), no_references, "
                     "unreadable_image, locked_out (too many recent refusals for this person or device), "
                     "device_revoked (the device was revoked after it sent this check-in)."
                 ),
