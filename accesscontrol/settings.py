@@ -175,6 +175,12 @@ RETENTION_REJECTED_REFERENCE_DAYS = env_int("RETENTION_REJECTED_REFERENCE_DAYS",
 # an operator issues a new one. None when off.
 DEVICE_TOKEN_MAX_AGE_DAYS: int | None = env_int("DEVICE_TOKEN_MAX_AGE_DAYS", 0, minimum=0) or None
 
+# --- Re-embedding references after a model change, see verification/services/reembedding.py ---
+# REEMBED_SWEEP_INTERVAL_SECONDS [300] (beat schedule below): how often a worker looks for references
+# another model version embedded (it also looks at start-up). REEMBED_BATCH_SIZE [100]: references
+# queued per sweep; a full batch queues the next sweep at once.
+REEMBED_BATCH_SIZE = env_int("REEMBED_BATCH_SIZE", 100, minimum=1)
+
 # --- Celery ---
 _broker_url = env_str("CELERY_BROKER_URL", "")
 # No broker: run tasks in the calling process (a laptop without Redis). Never in production.
@@ -223,6 +229,10 @@ CELERY_BEAT_SCHEDULE = {
     "apply-retention": {
         "task": "verification.tasks.retention_task",
         "schedule": float(env_int("RETENTION_INTERVAL_SECONDS", 3600, minimum=1)),
+    },
+    "reembed-stale-references": {
+        "task": "verification.tasks.reembed_stale_task",
+        "schedule": float(env_int("REEMBED_SWEEP_INTERVAL_SECONDS", 300, minimum=1)),
     },
 }
 

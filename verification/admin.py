@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from verification import services
+from verification import selectors, services
 from verification.errors import DomainError, InvalidImage
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Lockout, Person, ReferenceImage
@@ -70,9 +70,20 @@ class ReferenceImageInline(admin.TabularInline):
     model = ReferenceImage
     form = ReferenceImageForm
     extra = 1
-    fields = ["image", "photo", "face", "status", "reason", "model_version", "created_at"]
+    fields = ["image", "photo", "face", "status", "reason", "embedding_model", "created_at"]
     # An uploaded photo is never replaced in place: delete it and upload another.
-    readonly_fields = ["photo", "face", "status", "reason", "model_version", "created_at"]
+    readonly_fields = ["photo", "face", "status", "reason", "embedding_model", "created_at"]
+
+    @admin.display(description="Embedding model")
+    def embedding_model(self, obj: ReferenceImage) -> str:
+        if not obj.pk or obj.status != ReferenceImage.Status.READY:
+            return obj.model_version or "-"
+        # Inline instances are made per request: the current version is looked up once per page.
+        if not hasattr(self, "_current_version"):
+            self._current_version = selectors.references_latest_model_version()
+        if obj.model_version == self._current_version:
+            return obj.model_version
+        return f"{obj.model_version or '?'} (stale: re-embedding by {self._current_version} pending)"
 
     @admin.display(description="Photo")
     def photo(self, obj: ReferenceImage) -> str:
@@ -83,18 +94,46 @@ class ReferenceImageInline(admin.TabularInline):
         return thumbnail(obj.face_crop if obj.pk else None, size=64, alt="aligned face")
 
 
+class EmbeddingModelFilter(admin.SimpleListFilter):
+    """People whose ready references are not all embedded by the current model (re-embedding pending)."""
+
+    title = "embeddings"
+    parameter_name = "embeddings"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):  # noqa: ANN201
+        return [("stale", "some on an older model"), ("current", "all on the current model")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Person]) -> QuerySet[Person]:
+        if self.value() not in ("stale", "current"):
+            return queryset
+        stale_people = selectors.references_stale(
+            model_version=selectors.references_latest_model_version()
+        ).values("person_id")
+        if self.value() == "stale":
+            return queryset.filter(pk__in=stale_people)
+        return queryset.exclude(pk__in=stale_people)
+
+
 @admin.register(Person)
 class PersonAdmin(admin.ModelAdmin):
-    list_display = ["name", "external_id", "is_active", "valid_from", "valid_until", "ready_refs", "pending_refs", "rejected_refs"]
-    list_filter = ["is_active"]
+    list_display = [
+        "name", "external_id", "is_active", "valid_from", "valid_until", "ready_refs", "current_refs", "pending_refs",
+        "rejected_refs",
+    ]
+    list_filter = ["is_active", EmbeddingModelFilter]
     search_fields = ["name", "external_id"]
     fields = ["name", "external_id", "is_active", "valid_from", "valid_until"]
     inlines = [ReferenceImageInline]
     actions = ["erase_people"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Person]:
+        current = selectors.references_latest_model_version()
         return super().get_queryset(request).annotate(
             n_ready=Count("references", filter=Q(references__status=ReferenceImage.Status.READY)),
+            n_current=Count(
+                "references",
+                filter=Q(references__status=ReferenceImage.Status.READY, references__model_version=current),
+            ),
             n_pending=Count("references", filter=Q(references__status=ReferenceImage.Status.PENDING)),
             n_rejected=Count("references", filter=Q(references__status=ReferenceImage.Status.REJECTED)),
         )
@@ -103,6 +142,10 @@ class PersonAdmin(admin.ModelAdmin):
     def ready_refs(self, obj: Person) -> int:
         return obj.n_ready
 
+    @admin.display(description="On current model", ordering="n_current")
+    def current_refs(self, obj: Person) -> str:
+        return f"{obj.n_current} of {obj.n_ready}"
+
     @admin.display(description="Pending", ordering="n_pending")
     def pending_refs(self, obj: Person) -> int:
         return obj.n_pending
@@ -110,6 +153,17 @@ class PersonAdmin(admin.ModelAdmin):
     @admin.display(description="Rejected", ordering="n_rejected")
     def rejected_refs(self, obj: Person) -> int:
         return obj.n_rejected
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        version = selectors.references_latest_model_version()
+        current, total = selectors.references_progress(model_version=version)
+        if current < total:
+            messages.info(
+                request,
+                f"Re-embedding after a model change: {current} of {total} ready references on the current "
+                f"model {version}. Check-ins re-embed a person's stale references before deciding.",
+            )
+        return super().changelist_view(request, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Person, form, change: bool) -> None:  # noqa: ANN001
         services.person_save(person=obj)

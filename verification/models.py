@@ -1,7 +1,8 @@
 """Data model. Rules about writes live in ``services.py``; here only fields and invariants.
 
-Embeddings are stored as raw little-endian float32 bytes (``embedding_dim`` values); they are
-written once at enrolment so a check-in never re-embeds a reference.
+Embeddings are stored as raw little-endian float32 bytes (``embedding_dim`` values), with the
+``model_version`` that computed them. They are written at enrolment and again only when the model
+version changes (``services/reembedding.py``); a check-in scores only embeddings of its own version.
 """
 from __future__ import annotations
 
@@ -94,6 +95,9 @@ class ReferenceImage(TimeStamped):
     reason = models.CharField(max_length=32, choices=Reason.choices, blank=True, default="", editable=False)
     model_version = models.CharField(max_length=64, blank=True, default="", editable=False)
     embedded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set when a sweep queued re-embedding by a newer model (the claim: one sweep queues a row once);
+    # cleared when the new embedding is stored.
+    reembed_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     attempts = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
@@ -101,6 +105,8 @@ class ReferenceImage(TimeStamped):
         indexes = [
             # checkin_process: "ready references of person X" on every check-in.
             models.Index(fields=["person", "status"], name="ref_person_status_idx"),
+            # Re-embedding sweep and the admin's progress: "ready references not embedded by model V".
+            models.Index(fields=["status", "model_version"], name="ref_status_version_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -153,6 +159,7 @@ class CheckIn(TimeStamped):
         UNKNOWN_PERSON = "unknown_person", "Unknown person"
         INACTIVE_PERSON = "inactive_person", "Inactive or outside validity dates"
         NO_REFERENCES = "no_references", "No usable reference photos"
+        REFERENCES_STALE = "references_stale", "Reference photos not yet re-embedded by this model"
         UNREADABLE_IMAGE = "unreadable_image", "Unreadable image"
         LOCKED_OUT = "locked_out", "Locked out after repeated failures"
         PROCESSING_ERROR = "processing_error", "Processing error"

@@ -5,7 +5,7 @@ import hashlib
 from datetime import datetime
 
 import numpy as np
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from verification.models import CheckIn, Device, Person, ReferenceImage
@@ -45,6 +45,34 @@ def references_ready(*, person: Person, model_version: str) -> list[ReferenceIma
             person=person, status=ReferenceImage.Status.READY, model_version=model_version
         ).order_by("pk")
     )
+
+
+def references_stale(*, model_version: str) -> QuerySet[ReferenceImage]:
+    """Ready references whose embedding another model version computed: to be re-embedded."""
+    return ReferenceImage.objects.filter(status=ReferenceImage.Status.READY).exclude(model_version=model_version)
+
+
+def references_latest_model_version() -> str:
+    """The model version of the most recently stored embedding: what the workers embed with now.
+
+    The web process never loads the model (nor reads its manifest), so the admin takes the current
+    version from the data: after a change the start-up sweep re-embeds within moments.
+    """
+    latest = (
+        ReferenceImage.objects.filter(status=ReferenceImage.Status.READY, embedded_at__isnull=False)
+        .order_by("-embedded_at", "-pk")
+        .values_list("model_version", flat=True)
+        .first()
+    )
+    return latest or ""
+
+
+def references_progress(*, model_version: str) -> tuple[int, int]:
+    """(ready references embedded by ``model_version``, all ready references)."""
+    counts = ReferenceImage.objects.filter(status=ReferenceImage.Status.READY).aggregate(
+        current=Count("pk", filter=Q(model_version=model_version)), total=Count("pk")
+    )
+    return counts["current"], counts["total"]
 
 
 def embedding_from_bytes(data: bytes, dim: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 
 from verification import services
@@ -30,6 +30,15 @@ def _load_model_before_first_task(**kwargs) -> None:
         inference.get_model()
     except Exception:  # noqa: BLE001 - the first task retries the load and records the failure
         logger.exception("could not load the face model at worker start")
+
+
+@worker_ready.connect
+def _queue_reembedding_at_start(**kwargs) -> None:
+    """A worker that starts (perhaps with a new model) queues the re-embedding of stale references."""
+    try:
+        reembed_stale_task.delay()
+    except Exception:  # noqa: BLE001 - broker down: the beat schedule queues it later
+        logger.exception("could not queue the re-embedding sweep at worker start")
 
 
 def _backoff(retries: int) -> int:
@@ -77,3 +86,16 @@ def sweep_stuck_task() -> dict[str, list[int]]:
 def retention_task() -> dict[str, list[int]]:
     """For Celery beat: delete biometric files past their retention period; the result says which."""
     return services.retention_apply().as_dict()
+
+
+@shared_task
+def reembed_stale_task() -> list[int]:
+    """For Celery beat and worker start-up: queue a batch of references another model version embedded.
+
+    Runs on a worker, so "stale" means "not embedded by the model this worker loaded". A full batch
+    queues the next one at once, so a large enrolment drains without waiting for the next beat.
+    """
+    queued = services.references_reembed_sweep(batch_size=settings.REEMBED_BATCH_SIZE)
+    if len(queued) >= settings.REEMBED_BATCH_SIZE:
+        reembed_stale_task.delay()
+    return queued

@@ -180,12 +180,13 @@ def test_person_without_ready_references_is_decided_0_no_references(device, pers
     assert (checkin.decision, checkin.reason) == (0, "no_references")
 
 
-def test_references_of_another_model_version_are_not_used(device, enrolled_person, fake_model):
+def test_references_of_another_model_version_are_re_embedded_before_use(device, enrolled_person, fake_model):
     fake_model.version = "fake-2"
     checkin = submit(device)
     services.checkin_process(checkin_id=checkin.pk)
     checkin.refresh_from_db()
-    assert checkin.reason == "no_references"
+    assert (checkin.decision, checkin.model_version) == (1, "fake-2")
+    assert enrolled_person.references.get().model_version == "fake-2"  # tests/verification/test_reembed.py has more
 
 
 def test_processing_twice_decides_once(device, enrolled_person, fake_model):

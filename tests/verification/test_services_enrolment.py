@@ -114,7 +114,7 @@ def test_references_of_the_current_model_are_not_requeued(enrolled_person, fake_
 
 
 def test_reference_rejected_by_a_new_model_loses_its_old_embedding(enrolled_person, fake_model, django_capture_on_commit_callbacks):
-    fake_model.reject_reason = "no_face"
+    fake_model.version, fake_model.reject_reason = "fake-2", "no_face"
     with django_capture_on_commit_callbacks(execute=True):
         services.references_requeue_stale(model_version="fake-2")
     reference = enrolled_person.references.get()

@@ -27,10 +27,15 @@ from verification.services.enrolment import (
     reference_delete,
     reference_embed,
     reference_fail,
-    references_requeue_stale,
 )
 from verification.services.erasure import person_erase
 from verification.services.lockouts import lockout_active, lockout_blocking, lockout_note_failure, lockout_release
+from verification.services.reembedding import (
+    references_reembed_queue,
+    references_reembed_sweep,
+    references_refresh,
+    references_requeue_stale,
+)
 from verification.services.retention import RetentionReport, retention_apply
 
 __all__ = [
@@ -59,6 +64,9 @@ __all__ = [
     "reference_delete",
     "reference_embed",
     "reference_fail",
+    "references_reembed_queue",
+    "references_reembed_sweep",
+    "references_refresh",
     "references_requeue_stale",
     "retention_apply",
 ]

@@ -20,7 +20,7 @@ from verification.audit import audit_append
 from verification.errors import DomainError, ModelUnavailable, ServiceUnavailable
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
-from verification.services import lockouts, queueing
+from verification.services import lockouts, queueing, reembedding
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +110,13 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
         return _decide_zero(checkin_id, Reason.UNKNOWN_PERSON, None, timings, started, verdict)
     if not selectors.person_is_admitted(person=person, at=checkin.created_at):
         return _decide_zero(checkin_id, Reason.INACTIVE_PERSON, person, timings, started, verdict)
-    references = selectors.references_ready(person=person, model_version=info.version)
+    # Only embeddings of this worker's model version are scored; stale ones are re-embedded first.
+    references, stale_left = reembedding.references_refresh(
+        person=person, model_version=info.version, timings=timings
+    )
     if not references:
-        return _decide_zero(checkin_id, Reason.NO_REFERENCES, person, timings, started, verdict)
+        reason = Reason.REFERENCES_STALE if stale_left else Reason.NO_REFERENCES
+        return _decide_zero(checkin_id, reason, person, timings, started, verdict)
     try:
         with checkin.snapshot.open("rb") as handle:
             data = handle.read()

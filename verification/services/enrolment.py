@@ -73,24 +73,39 @@ def reference_add(*, person: Person, image_file: IO[bytes]) -> ReferenceImage:
 
 
 def reference_embed(*, reference_id: int) -> ReferenceImage | None:
-    """Worker: detect, align, embed one pending reference; mark it ready or rejected with a reason."""
+    """Worker: detect, align, embed one reference; mark it ready or rejected with a reason.
+
+    Embeds a pending reference (a new photo) or re-embeds a ready one that another model version
+    embedded (``reembedding``). The write is conditional on the row being as it was read, so two
+    workers (or a redelivered task) cannot both store an embedding.
+    """
     from verification import inference
 
     reference = ReferenceImage.objects.filter(pk=reference_id).first()
-    if reference is None or reference.status != ReferenceImage.Status.PENDING:
-        return reference  # Already handled (redelivered task) or deleted meanwhile.
+    if reference is None or reference.status == ReferenceImage.Status.REJECTED:
+        return reference  # Deleted meanwhile, or final.
+    info = inference.model_info()
+    if reference.status == ReferenceImage.Status.PENDING:
+        claim = Q(status=ReferenceImage.Status.PENDING)
+    elif reference.model_version != info.version:
+        claim = Q(status=ReferenceImage.Status.READY, model_version=reference.model_version)
+    else:
+        return reference  # Already embedded by this model (redelivered task, or another worker won).
     ReferenceImage.objects.filter(pk=reference_id).update(attempts=F("attempts") + 1)
     try:
         with reference.image.open("rb") as handle:
             data = handle.read()
     except FileNotFoundError:
-        return _reference_finish(reference_id, status=ReferenceImage.Status.REJECTED, reason="unreadable_image")
-    info = inference.model_info()
+        return _reference_finish(
+            reference_id, claim, status=ReferenceImage.Status.REJECTED, reason="unreadable_image",
+            embedding=None, embedding_dim=None,
+        )
     try:
         face = inference.embed_face(data)
     except inference.FaceRejected as rejected:
         return _reference_finish(
-            reference_id, status=ReferenceImage.Status.REJECTED, reason=rejected.reason, embedding=None, embedding_dim=None
+            reference_id, claim, status=ReferenceImage.Status.REJECTED, reason=rejected.reason,
+            embedding=None, embedding_dim=None,
         )
 
     previous_crop = reference.face_crop.name
@@ -99,6 +114,7 @@ def reference_embed(*, reference_id: int) -> ReferenceImage | None:
     embedding = face.embedding.astype("<f4")
     updated = _reference_finish(
         reference_id,
+        claim,
         status=ReferenceImage.Status.READY,
         face_crop=stored_name,
         embedding=embedding.tobytes(),
@@ -113,27 +129,6 @@ def reference_embed(*, reference_id: int) -> ReferenceImage | None:
     return updated
 
 
-def references_requeue_stale(*, model_version: str) -> list[int]:
-    """Queue re-embedding of every reference not embedded by ``model_version``.
-
-    Embeddings of different models are not comparable, so after a model change the check-ins only
-    use references the new model embedded. Photos rejected for a processing error get another try.
-    """
-    stale = ReferenceImage.objects.filter(
-        Q(status=ReferenceImage.Status.READY) & ~Q(model_version=model_version)
-        | Q(status=ReferenceImage.Status.REJECTED, reason="processing_error")
-    )
-    reference_ids = list(stale.values_list("pk", flat=True))
-    for reference_id in reference_ids:
-        with transaction.atomic():
-            # Pending, not ready: check-ins skip another model's embedding anyway.
-            ReferenceImage.objects.filter(pk=reference_id).update(
-                status=ReferenceImage.Status.PENDING, reason="", attempts=0, updated_at=timezone.now()
-            )
-            transaction.on_commit(lambda reference_id=reference_id: queueing.enqueue("reference_embed_task", reference_id))
-    return reference_ids
-
-
 @transaction.atomic
 def reference_delete(*, reference: ReferenceImage) -> None:
     """Delete a reference photo with its files and embedding."""
@@ -144,15 +139,22 @@ def reference_delete(*, reference: ReferenceImage) -> None:
 
 
 def reference_fail(*, reference_id: int, error: str = "") -> ReferenceImage | None:
-    """A reference whose embedding kept failing: rejected with ``processing_error``."""
+    """A reference whose (re-)embedding kept failing: rejected with ``processing_error``."""
     logger.warning("reference %s rejected after errors: %s", reference_id, error)
-    return _reference_finish(reference_id, status=ReferenceImage.Status.REJECTED, reason="processing_error")
+    # Pending, or ready but queued for re-embedding by a new model (its old embedding is of no use).
+    claim = Q(status=ReferenceImage.Status.PENDING) | Q(
+        status=ReferenceImage.Status.READY, reembed_queued_at__isnull=False
+    )
+    return _reference_finish(
+        reference_id, claim, status=ReferenceImage.Status.REJECTED, reason="processing_error",
+        embedding=None, embedding_dim=None,
+    )
 
 
-def _reference_finish(reference_id: int, *, status: str, reason: str = "", **fields: Any) -> ReferenceImage | None:
-    # Conditional on still pending: two deliveries of the same task cannot both write.
-    ReferenceImage.objects.filter(pk=reference_id, status=ReferenceImage.Status.PENDING).update(
-        status=status, reason=reason, updated_at=timezone.now(), **fields
+def _reference_finish(reference_id: int, claim: Q, *, status: str, reason: str = "", **fields: Any) -> ReferenceImage | None:
+    # Conditional on the row still being as the worker read it: two deliveries cannot both write.
+    ReferenceImage.objects.filter(Q(pk=reference_id) & claim).update(
+        status=status, reason=reason, reembed_queued_at=None, updated_at=timezone.now(), **fields
     )
     return ReferenceImage.objects.filter(pk=reference_id).first()
 
