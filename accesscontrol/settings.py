@@ -161,6 +161,13 @@ LOCKOUT_PERSON_MAX_FAILURES = env_int("LOCKOUT_PERSON_MAX_FAILURES", 5, minimum=
 LOCKOUT_DEVICE_MAX_FAILURES = env_int("LOCKOUT_DEVICE_MAX_FAILURES", 20, minimum=1)
 LOCKOUT_WINDOW_SECONDS = env_int("LOCKOUT_WINDOW_SECONDS", 600, minimum=1)
 LOCKOUT_SECONDS = env_int("LOCKOUT_SECONDS", 600, minimum=1)
+# LOCKOUT_ESCALATION_SECONDS [86400]: a lockout beginning within this many seconds of the end of the
+# previous one (of the same person/device) lasts twice as long, and a device's count carries over;
+# LOCKOUT_MAX_SECONDS [86400] caps the doubling (issue 9, item 5).
+LOCKOUT_ESCALATION_SECONDS = env_int("LOCKOUT_ESCALATION_SECONDS", 86_400, minimum=0)
+LOCKOUT_MAX_SECONDS = env_int("LOCKOUT_MAX_SECONDS", 86_400, minimum=1)
+if LOCKOUT_MAX_SECONDS < LOCKOUT_SECONDS:
+    raise ImproperlyConfigured("LOCKOUT_MAX_SECONDS must be at least LOCKOUT_SECONDS.")
 
 # --- Retention of biometric files, see verification/services/retention.py ---
 # RETENTION_SNAPSHOT_DAYS [30]: check-in snapshot files are deleted after this many days (check-in and

@@ -310,9 +310,15 @@ class CheckInAdmin(ReadOnlyAdmin):
 # --- Lockouts (attempt limiting): read-only, ended early by the unlock action ------------------
 
 
+# Operators see every lockout in force on the admin's front page (issue 9, item 5).
+admin.site.index_template = "admin/verification/index.html"
+
+
 @admin.register(Lockout)
 class LockoutAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "scope", "label", "failures", "locked_until", "active", "unlocked_at", "unlocked_by"]
+    list_display = [
+        "created_at", "scope", "label", "failures", "level", "locked_until", "active", "unlocked_at", "unlocked_by",
+    ]
     list_filter = ["scope"]
     search_fields = ["key", "label"]
     actions = ["unlock"]

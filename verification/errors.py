@@ -9,12 +9,18 @@ class DomainError(Exception):
 
     code = "invalid"
     status = 400
+    # Seconds for the API's Retry-After header; None sends none.
+    retry_after: int | None = None
 
-    def __init__(self, message: str, *, code: str | None = None, detail: Any = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, detail: Any = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if retry_after is not None:
+            self.retry_after = retry_after
         self.detail = detail if detail is not None else {}
 
 
@@ -29,11 +35,19 @@ class DeviceRevoked(DomainError):
     status = 401
 
 
+class DeviceLockedOut(DomainError):
+    """The device is locked out after repeated refusals: nothing is stored until the lockout ends."""
+
+    code = "device_locked_out"
+    status = 429
+
+
 class ServiceUnavailable(DomainError):
     """The check-in could not even be stored; the device should retry later."""
 
     code = "unavailable"
     status = 503
+    retry_after = 5
 
 
 class ModelUnavailable(Exception):

@@ -196,6 +196,10 @@ class CheckIn(TimeStamped):
             # Attempt limiting: "recent failed decisions for claimed person X" (and per device).
             models.Index(fields=["claimed_external_id", "created_at"], name="checkin_claimed_created_idx"),
             models.Index(fields=["device", "created_at"], name="checkin_device_created_idx"),
+            # Attempt limiting counts refusals on the decision's clock (issue 9, item 5): "refusals of
+            # claimed person X / at device D decided since T".
+            models.Index(fields=["claimed_external_id", "decided_at"], name="checkin_claimed_decided_idx"),
+            models.Index(fields=["device", "decided_at"], name="checkin_device_decided_idx"),
         ]
         constraints = [
             # One decision per check-in: a decided row has exactly one 0/1, an undecided row none.
@@ -241,6 +245,9 @@ class Lockout(TimeStamped):
     # Shown in the admin: the device's name, or the claimed ID again.
     label = models.CharField(max_length=200, blank=True, default="")
     failures = models.PositiveIntegerField(help_text="Failed decisions in the window that triggered it.")
+    # 1 for a first lockout; n for the n-th in a row (each began within LOCKOUT_ESCALATION_SECONDS of the
+    # previous one's end): it lasts LOCKOUT_SECONDS * 2^(n-1), at most LOCKOUT_MAX_SECONDS.
+    level = models.PositiveSmallIntegerField(default=1)
     locked_until = models.DateTimeField()
     unlocked_at = models.DateTimeField(null=True, blank=True)
     unlocked_by = models.CharField(max_length=150, blank=True, default="")
@@ -262,6 +269,26 @@ class Lockout(TimeStamped):
 
     def ends_at(self):  # noqa: ANN201 - datetime
         return self.unlocked_at or self.locked_until
+
+
+class LockoutSubject(TimeStamped):
+    """One row per claimed person / device ever refused: the row a deciding transaction locks.
+
+    ``checkin_decide`` locks (SELECT ... FOR UPDATE) the rows of its check-in's claimed person and
+    device before it reads the lockouts in force and counts refusals, so two workers deciding attempts
+    of the same person or device do it one after the other (issue 9, item 5).
+    """
+
+    scope = models.CharField(max_length=8, choices=Lockout.Scope.choices)
+    key = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="lockout_subject_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"
 
 
 class AuditQuerySet(models.QuerySet):

@@ -8,7 +8,7 @@ import numpy as np
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from verification.models import CheckIn, Device, Person, ReferenceImage
+from verification.models import CheckIn, Device, Lockout, Person, ReferenceImage
 
 
 def token_hash(raw_token: str) -> str:
@@ -88,3 +88,8 @@ def embeddings_matrix(references: list[ReferenceImage]) -> np.ndarray:
 
 def checkins_for_device(*, device: Device) -> QuerySet[CheckIn]:
     return CheckIn.objects.filter(device=device).select_related("device")
+
+
+def lockouts_in_force() -> QuerySet[Lockout]:
+    """Lockouts in force now (not unlocked, not yet ended), newest first: the admin's banner."""
+    return Lockout.objects.filter(unlocked_at__isnull=True, locked_until__gt=timezone.now()).order_by("-created_at")

@@ -10,6 +10,7 @@ from django.utils import timezone
 from tests.conftest import upload
 from verification import services
 from verification.audit import audit_verify
+from verification.errors import DeviceLockedOut
 from verification.models import AuditEntry, CheckIn, Lockout
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +68,8 @@ def test_four_refusals_do_not_lock_out(device, impostor):
 
 def test_refusals_older_than_the_window_do_not_count(device, impostor):
     old = [attempt(device) for _ in range(4)]
-    CheckIn.objects.filter(pk__in=[c.pk for c in old]).update(created_at=timezone.now() - timedelta(minutes=11))
+    # Refusals are counted on the decision's clock (issue 9, item 5).
+    CheckIn.objects.filter(pk__in=[c.pk for c in old]).update(decided_at=timezone.now() - timedelta(minutes=11))
     attempt(device)
     assert Lockout.objects.count() == 0
 
@@ -86,7 +88,7 @@ def test_lockout_ends_when_its_time_passes_and_old_failures_do_not_count_again(d
     for _ in range(5):
         attempt(device)
     # Ten minutes pass (shortened): the failures lie before the lockout's end, still inside the window.
-    CheckIn.objects.update(created_at=timezone.now() - timedelta(seconds=2))
+    CheckIn.objects.update(decided_at=timezone.now() - timedelta(seconds=2))
     Lockout.objects.update(locked_until=timezone.now() - timedelta(seconds=1))
 
     assert attempt(device).reason == "no_match"  # judged again, not locked_out
@@ -137,7 +139,8 @@ def test_repeated_refusals_at_one_device_lock_out_the_device_for_every_claim(dev
     lockout = Lockout.objects.get()
     assert (lockout.scope, lockout.key, lockout.label) == ("device", str(device.pk), "front-door")
     assert AuditEntry.objects.get(kind="lockout").device_name == "front-door"
-    assert attempt(device, "GUESS-99").reason == "locked_out"
+    with pytest.raises(DeviceLockedOut):  # refused at submit, nothing stored (issue 9, item 5)
+        attempt(device, "GUESS-99")
     other_device = other_device_and_token[0]
     assert attempt(other_device, "GUESS-99").reason == "unknown_person"
 

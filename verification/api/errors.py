@@ -7,7 +7,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from verification.errors import DomainError, ServiceUnavailable
+from verification.errors import DomainError
 
 
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
@@ -16,7 +16,7 @@ def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
-        headers = {"Retry-After": "5"} if isinstance(exc, ServiceUnavailable) else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status, headers=headers)
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -89,6 +89,13 @@ class CheckInCreateView(APIView):
                 )
             ),
             401: OpenApiResponse(description="Missing, unknown or revoked token."),
+            429: OpenApiResponse(
+                description=(
+                    "Refused; nothing stored. `code`: `device_locked_out` (this device is locked out after "
+                    "repeated refusals: retry after `Retry-After` seconds, also in `detail.retry_after`, or "
+                    "when an operator unlocks it) or `throttled` (over API_RATE_LIMIT)."
+                )
+            ),
             503: OpenApiResponse(description="Could not store the check-in; retry after `Retry-After`."),
         },
     )

@@ -29,7 +29,7 @@ from verification.services.enrolment import (
     reference_fail,
 )
 from verification.services.erasure import person_erase
-from verification.services.lockouts import lockout_active, lockout_blocking, lockout_note_failure, lockout_release
+from verification.services.lockouts import lockout_active, lockout_blocking, lockout_note_refusal, lockout_release
 from verification.services.reembedding import (
     references_reembed_queue,
     references_reembed_sweep,
@@ -54,7 +54,7 @@ __all__ = [
     "device_seen",
     "lockout_active",
     "lockout_blocking",
-    "lockout_note_failure",
+    "lockout_note_refusal",
     "lockout_release",
     "person_create",
     "person_delete",

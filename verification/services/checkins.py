@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from verification import selectors
 from verification.audit import audit_append
-from verification.errors import DomainError, ModelUnavailable, ServiceUnavailable
+from verification.errors import DeviceLockedOut, DomainError, ModelUnavailable, ServiceUnavailable
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
 from verification.services import lockouts, queueing, reembedding
@@ -44,7 +44,16 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
 
     The row is committed before anything is queued; if the broker is down the row stays pending
     and ``checkins_sweep`` queues it later. Only a failing database makes the device retry (503).
+    A locked-out device is refused before anything is read or stored (429, issue 9, item 5).
     """
+    locked = lockouts.lockout_active(scope=lockouts.Scope.DEVICE, key=str(device.pk))
+    if locked is not None:
+        retry_after = lockouts.lockout_retry_after(lockout=locked)
+        raise DeviceLockedOut(
+            "This device is locked out after repeated refusals.",
+            retry_after=retry_after,
+            detail={"retry_after": retry_after, "locked_until": locked.locked_until.isoformat()},
+        )
     image = validate_image(snapshot_file, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
     external_id = (person_external_id or "").strip()
     if not external_id or len(external_id) > 64:
@@ -103,7 +112,7 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
     if checkin.device.revoked_at is not None:
         return _decide_zero(checkin_id, Reason.DEVICE_REVOKED, person, timings, started, verdict)
     # Locked out (too many recent refusals): refused before any face work, so trying more faces
-    # during a lockout teaches nothing.
+    # during a lockout teaches nothing. A shortcut only: checkin_decide checks again under the lock.
     if lockouts.lockout_blocking(checkin=checkin, at=now) is not None:
         return _decide_zero(checkin_id, Reason.LOCKED_OUT, person, timings, started, verdict)
     if person is None:
@@ -176,7 +185,12 @@ def checkin_decide(
     best_reference_id: int | None = None,
     timings: dict[str, float] | None = None,
 ) -> bool:
-    """Write the decision and its audit entry in one transaction. False if already decided/failed."""
+    """Write the decision and its audit entry in one transaction. False if already decided/failed.
+
+    Under the lock of the claimed person's and the device's lockout rows, a lockout in force now turns
+    any decision into 0 ``locked_out`` (what the face said stays in the audit entry's ``superseded``),
+    and a refusal is counted on the same clock (``services/lockouts.py``).
+    """
     if decision not in (0, 1):
         raise ValueError(f"decision must be 0 or 1, not {decision!r}")
     if (decision == 0) != bool(reason):
@@ -185,6 +199,12 @@ def checkin_decide(
     checkin = CheckIn.objects.select_for_update().select_related("device").get(pk=checkin_id)
     if checkin.status != CheckIn.Status.PROCESSING:
         return False
+    lockouts.lockout_guard(checkin=checkin)
+    superseded = None
+    if reason not in (Reason.LOCKED_OUT, Reason.DEVICE_REVOKED) and lockouts.lockout_blocking(checkin=checkin, at=now):
+        # Locked out while this attempt was in flight (another worker decided the last allowed refusal).
+        superseded = {"decision": decision, "reason": reason, "score": score, "best_reference_id": best_reference_id}
+        decision, reason, score, best_reference_id = 0, Reason.LOCKED_OUT, None, None
     timings = dict(timings or {})
     timings["total_ms"] = round((now - checkin.created_at).total_seconds() * 1000.0, 3)
     CheckIn.objects.filter(pk=checkin_id, status=CheckIn.Status.PROCESSING).update(
@@ -211,11 +231,11 @@ def checkin_decide(
         reason=reason,
         model_version=model_version,
         processing_ms=timings.get("total_ms"),
-        detail={"timings": timings, "best_reference_id": best_reference_id},
+        detail={"timings": timings, "best_reference_id": best_reference_id}
+        | ({"superseded": superseded} if superseded else {}),
     )
-    # A refusal for a revoked device is not the person's failure: it counts toward no lockout.
-    if decision == 0 and reason not in (Reason.LOCKED_OUT, Reason.DEVICE_REVOKED):
-        lockouts.lockout_note_failure(checkin=checkin)
+    if decision == 0:
+        lockouts.lockout_note_refusal(checkin=checkin, reason=reason, at=now)
     return True
 
 
