@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="random seed (default from TrainConfig)")
     train.add_argument("--threads", type=int, help="TensorFlow intra-op threads")
     train.add_argument("--version", default="siamese-lfw-dev", help="version string written to the manifest")
+    train.add_argument("--config", metavar="MANIFEST", help=(
+        "take the training config from a model's manifest.json (reproduces that model; "
+        "--steps/--seed/--threads still override)"))
 
     evaluate = commands.add_parser("evaluate", help="report on the calibrate and test pairs", description=(
         "Score LFW View 2 fold 8 (calibrate) and folds 9+10 (test) at the model's threshold; print the report and "
@@ -60,7 +63,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from ml.train import TrainConfig, train
 
-    config = TrainConfig()
+    config = TrainConfig.from_manifest(args.config) if args.config else TrainConfig()
     overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads)) if v is not None}
     config = replace(config, **overrides)
     out = train(config, lfw_dir=args.data, output_dir=args.output, work_dir=args.work_dir, version=args.version)

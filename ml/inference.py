@@ -18,11 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from ml.scoring import PairScorer, head_logits, sigmoid
 from ml.types import FACE_SIZE, Embeddings, FaceBatch
 
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "models" / "siamese-lfw"
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
+COHORT_FILE = "cohort.npy"
 
 _cache: dict[Path, "FaceModel"] = {}
 _cache_lock = threading.Lock()
@@ -76,9 +78,7 @@ def embed_in_batches(embed_fn: Any, faces: FaceBatch, batch_size: int = 256) -> 
 
 def head_scores(first: np.ndarray, second: np.ndarray, kernel: np.ndarray, bias: float) -> np.ndarray:
     """The Siamese head in NumPy: ``sigmoid(|a - b| . w + b)`` row by row (broadcasting allowed)."""
-    logits = np.abs(np.asarray(first, np.float32) - np.asarray(second, np.float32)) @ np.asarray(kernel, np.float32) + np.float32(bias)
-    exp = np.exp(-np.abs(logits))  # stable: exp of a non-positive number never overflows
-    return np.where(logits >= 0, 1.0 / (1.0 + exp), exp / (1.0 + exp)).astype(np.float32)
+    return sigmoid(head_logits(first, second, kernel, bias))
 
 
 class FaceModel:
@@ -103,8 +103,37 @@ class FaceModel:
         self._head_w = kernel[:, 0].astype(np.float32)
         self._head_b = np.float32(bias[0])
         self.embedding_dim = int(self._head_w.shape[0])
+        self.scorer = PairScorer(self._head_w, float(self._head_b), self._load_cohort(),
+                                 top_k=int(self.manifest.get("scoring", {}).get("cohort_top_k", 100)))
         self.flip_average = bool(self.manifest.get("inference", {}).get("flip_average", True))
         self._embed_fn = make_embed_fn(self.tower, flip_average=self.flip_average)
+
+    def _load_cohort(self) -> np.ndarray | None:
+        """The AS-norm cohort when the manifest turns score normalisation on (see ml.scoring)."""
+        if not self.manifest.get("scoring", {}).get("cohort_norm", False):
+            return None
+        path = self.path / COHORT_FILE
+        if not path.is_file():
+            raise ModelError(f"{self.path}: the manifest asks for cohort normalisation but {COHORT_FILE} is missing")
+        cohort = np.load(path, allow_pickle=False).astype(np.float32)
+        if cohort.ndim != 2 or cohort.shape[1] != self.embedding_dim:
+            raise ModelError(f"{path}: expected (N, {self.embedding_dim}) embeddings, got {cohort.shape}")
+        return cohort
+
+    def thresholds(self) -> dict[int, float]:
+        """Threshold per number of references (mean rule), from the manifest's operating point;
+        models without one use the single ``threshold`` for every count."""
+        per_k = self.manifest.get("operating_point", {}).get("thresholds", {})
+        return {int(k): float(v) for k, v in per_k.items()}
+
+    def threshold_for(self, references: int) -> float:
+        """The threshold for a person with ``references`` enrolled photos: the calibrated one for that
+        count, the largest calibrated count's beyond it (more references only lower the FAR)."""
+        per_k = self.thresholds()
+        if not per_k or references < 1:
+            return self.threshold
+        known = sorted(per_k)
+        return per_k[references] if references in per_k else per_k[known[-1] if references > known[-1] else known[0]]
 
     def embed(self, faces: FaceBatch) -> Embeddings:
         """(N, 100, 100, 3) uint8 aligned crops -> (N, D) float32, rows L2-normalised."""
@@ -126,14 +155,14 @@ class FaceModel:
                 f"expected probe ({self.embedding_dim},) and references (M, {self.embedding_dim}), "
                 f"got {probe.shape} and {references.shape}"
             )
-        return head_scores(references, probe, self._head_w, self._head_b)
+        return self.scorer.scores(references, probe[None, :])
 
     def score_pairs(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Row-wise P(same person) of two (M, D) embedding arrays (evaluation over protocol pairs)."""
         first, second = np.asarray(first, np.float32), np.asarray(second, np.float32)
         if first.shape != second.shape or first.ndim != 2 or first.shape[1] != self.embedding_dim:
             raise ValueError(f"expected two (M, {self.embedding_dim}) arrays, got {first.shape} and {second.shape}")
-        return head_scores(first, second, self._head_w, self._head_b)
+        return self.scorer.scores(first, second)
 
     def decide(self, score: float) -> bool:
         """The deployed decision rule: same person when the score reaches the calibrated threshold."""

@@ -12,7 +12,7 @@ import ml
 from ml.train import TrainConfig, train
 
 TINY = TrainConfig(
-    steps=4, identities_per_batch=4, singletons_per_batch=2, widths=(8, 8, 8, 8), embedding_dim=16,
+    steps=4, identities_per_batch=4, singletons_per_batch=2, widths=(8, 8, 8, 8), embedding_dim=128,
     warmup_steps=1, val_people=2, val_pairs_per_class=4, eval_every=2, checkpoint_every=2, max_negative_candidates=4,
 )
 
@@ -27,6 +27,10 @@ def work_dir(fake_lfw, tmp_path):
     # A ready cache, as ml.preprocess would write it, so the test does not run the detector.
     np.savez(work / f"lfw_cache_m{TINY.cache_margin}.npz", crops=rng.integers(0, 256, (len(paths), side, side, 3), dtype=np.uint8),
              paths=paths, detected=np.ones(len(paths), bool), fingerprint=np.array("fake"))
+    # Ready teacher targets, as ml.teacher would write them (training people only), so no dlib runs.
+    rows = np.flatnonzero([int(p[1:3]) < 30 or int(p[1:3]) > 35 for p in paths.tolist()])
+    np.savez(work / "teacher_dlib.npz", rows=rows, targets=rng.normal(0.1, 1.0, (len(rows), 128)).astype(np.float32),
+             detected=np.ones(len(rows), bool), fingerprint=np.array("fake"), teacher=np.array("fake"))
     return work
 
 
@@ -40,8 +44,34 @@ def test_training_writes_a_loadable_calibrated_model_directory(fake_lfw, work_di
     model = ml.load_model(out)
     assert model.threshold == manifest["threshold"]
     embeddings = model.embed(np.zeros((2, 100, 100, 3), np.uint8))
-    assert embeddings.shape == (2, 16)
+    assert embeddings.shape == (2, 128)
     assert (work_dir / "best.weights.h5").exists()
+    # The operating point: per reference count, chosen for the target FAR on fold 8's trials.
+    operating = manifest["operating_point"]
+    assert operating["target_far"] == 1e-3 and manifest["threshold"] == operating["thresholds"]["1"]
+    for k, expected in operating["expected"].items():
+        assert expected["threshold"] == operating["thresholds"][k]
+        assert expected["far"] <= 1e-3 and len(expected["far_ci95"]) == 2 and len(expected["frr_ci95"]) == 2
+    assert model.threshold_for(1) == operating["thresholds"]["1"]
+    assert isinstance(manifest["scoring"]["cohort_norm"], bool)
+    assert manifest["scoring"]["cohort_norm"] == model.scorer.normalised
+    assert np.load(out / "cohort.npy").shape[1] == 128
+
+
+def test_distillation_targets_are_never_computed_for_held_out_people(fake_lfw):
+    from ml.teacher import HeldOutImage, teacher_descriptors
+
+    root, _ = fake_lfw
+    with pytest.raises(HeldOutImage, match="P30"):
+        teacher_descriptors(root, ["P00/P00_0001.jpg", "P30/P30_0001.jpg"], frozenset({"P30"}))
+
+
+def test_a_model_is_reproducible_from_its_manifest_config(fake_lfw, work_dir, tmp_path):
+    root, _ = fake_lfw
+    out = train(TINY, lfw_dir=root, output_dir=tmp_path / "model", work_dir=work_dir, version="tiny-0")
+    assert TrainConfig.from_manifest(out / "manifest.json") == TINY
+    shipped_v1 = TrainConfig.from_manifest(ml.inference.SHIPPED_MODEL_DIR.parent / "siamese-lfw" / "manifest.json")
+    assert shipped_v1.distill_weight == 0.0 and shipped_v1.relational_weight == 0.0
 
 
 def test_training_resumes_from_its_last_checkpoint(fake_lfw, work_dir, tmp_path, caplog):

@@ -1,0 +1,150 @@
+"""Finish a trained model: score normalisation choice, operating point, model directory.
+
+1. Cohort: one photo each of ``COHORT_SIZE`` training people (never validation or held-out
+   people), embedded and saved as ``cohort.npy``.
+2. Whether AS-norm against that cohort is on is decided on the *validation* people (held-back
+   training people): whichever gives the higher TAR at FAR 1e-3 over all their image pairs.
+3. The operating point is chosen on the calibration fold (fold 8) for ``TARGET_FAR`` under the
+   service's rule (mean over k references), with every cross-person trial of the fold's images,
+   per k = 1..5; the manifest records the target, the thresholds and the expected FAR / FRR with
+   people-bootstrap 95 % intervals. ``threshold`` (one pair, k = 1) stays for pair tools.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.data import TrainingSet, pairs_from_protocol
+from ml.lfw import person_of
+from ml.metrics import report_at
+
+log = logging.getLogger(__name__)
+
+TARGET_FAR = 1e-3
+"""Default false-accept rate per check-in the operating point is chosen for."""
+
+COHORT_SIZE = 500
+COHORT_TOP_K = 100
+REFERENCE_COUNTS = (1, 2, 3, 4, 5)
+
+
+def _rows_of_people(paths: np.ndarray, people: frozenset[str] | set[str]) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.asarray([r for r, p in enumerate(paths.tolist()) if person_of(p) in people], dtype=np.int64)
+    return rows, np.asarray([person_of(p) for p in paths[rows].tolist()])
+
+
+def choose_scoring(trainer: Any, cache: dict[str, np.ndarray], training: TrainingSet) -> tuple[np.ndarray, dict[str, Any]]:
+    """The cohort, and whether normalising against it helps on the validation people."""
+    from ml.largescale import all_pairs, rate_at, threshold_at_far
+    from ml.scoring import PairScorer, cohort_rows
+
+    config = trainer.config
+    train_people = np.asarray([person_of(p) for p in cache["paths"][training.indices].tolist()])
+    cohort = trainer.embed_rows(training.indices[cohort_rows(train_people, size=COHORT_SIZE, seed=config.seed)])
+    kernel, bias = trainer.head_weights()
+    val_rows, val_people = _rows_of_people(cache["paths"], training.val_people)
+    val_embeddings = trainer.embed_rows(val_rows)
+    results = {}
+    for name, scorer in (("raw", PairScorer(kernel, bias)), ("cohort_norm", PairScorer(kernel, bias, cohort, top_k=COHORT_TOP_K))):
+        pairs = all_pairs(val_embeddings, val_people, scorer)
+        results[name] = {far: rate_at(pairs.genuine, threshold_at_far(pairs.impostor, far)) for far in (1e-3, 1e-4)}
+    use_norm = results["cohort_norm"][1e-3] > results["raw"][1e-3]
+    log.info("validation TAR@FAR1e-3 raw %.4f, cohort-normalised %.4f -> %s", results["raw"][1e-3],
+             results["cohort_norm"][1e-3], "normalise" if use_norm else "raw")
+    return cohort, {
+        "cohort_norm": bool(use_norm), "cohort_size": int(len(cohort)), "cohort_top_k": COHORT_TOP_K,
+        "chosen_on": "validation people (held-back training people): TAR at FAR 1e-3 over all their image pairs",
+        "validation_tar": {name: {f"far_{far:g}": tar for far, tar in r.items()} for name, r in results.items()},
+    }
+
+
+def export_model(trainer: Any, *, cache: dict[str, np.ndarray], protocol: Any, training: TrainingSet,
+                 best: dict[str, Any], elapsed: float, output_dir: str | os.PathLike[str], version: str,
+                 target_far: float = TARGET_FAR) -> Path:
+    """Choose scoring and the operating point, then write the model directory."""
+    from ml.inference import COHORT_FILE, MANIFEST_FILE, MODEL_FILE
+    from ml.model import count_multiply_adds
+    from ml.operating_point import choose_operating_point
+    from ml.scoring import PairScorer
+
+    config = trainer.config
+    cohort, scoring = choose_scoring(trainer, cache, training)
+    kernel, bias = trainer.head_weights()
+    scorer = PairScorer(kernel, bias, cohort if scoring["cohort_norm"] else None, top_k=COHORT_TOP_K)
+
+    cal_people = {name for pair in protocol.calibrate_pairs for name in pair.people}
+    cal_rows, cal_names = _rows_of_people(cache["paths"], cal_people)
+    cal_embeddings = trainer.embed_rows(cal_rows)
+    operating = choose_operating_point(cal_embeddings, cal_names, scorer, target_far=target_far,
+                                       references=REFERENCE_COUNTS, seed=config.seed)
+    thresholds = {k: row["threshold"] for k, row in operating["per_references"].items()}
+    threshold = float(thresholds["1"])
+    for k, row in operating["per_references"].items():
+        log.info("k=%s threshold %.4f: FAR %.5f %s, FRR %.4f %s", k, row["threshold"], row["far"], row["far_ci95"],
+                 row["frr"], row["frr_ci95"])
+
+    cal_pairs, cal_same = pairs_from_protocol(protocol.calibrate_pairs, cache["paths"][cal_rows])
+    cal_scores = scorer(cal_embeddings[cal_pairs[:, 0]], cal_embeddings[cal_pairs[:, 1]])
+    calibration = report_at(cal_same, cal_scores, threshold)
+
+    manifest = {
+        "version": version,
+        "threshold": threshold,
+        "threshold_source": (f"LFW fold 8 (calibrate), every cross-person image pair: the lowest threshold with "
+                             f"FAR <= {target_far:g} for one reference"),
+        "operating_point": {
+            "target_far": target_far,
+            "thresholds": thresholds,
+            "chosen_on": "LFW View 2 fold 8 (calibrate): every image as a probe against every other person enrolled "
+                         "with k random photos (5 draws), mean rule; 95 % intervals from a people bootstrap",
+            "expected": operating["per_references"],
+        },
+        "scoring": scoring,
+        "architecture": {
+            "kind": "siamese: shared CNN tower -> L1Distance -> Dense(1, sigmoid)",
+            "input": "100x100x3 uint8 RGB, 5-point aligned (MTCNN landmarks, ArcFace template)",
+            "embedding_dim": config.embedding_dim,
+            "tower_widths": list(config.widths),
+            "tower_parameters": int(trainer.tower.count_params()),
+            "tower_multiply_adds": count_multiply_adds(trainer.tower),
+        },
+        "inference": {"flip_average": config.flip_average},
+        "training": {
+            "config": {**asdict(config), "widths": list(config.widths)},
+            "loss": ("BCE on anchor/positive + anchor/negative pairs (negatives harden over training) + CosFace"
+                     + (" + distillation from dlib's face descriptor (cosine + batch similarity matrix)"
+                        if config.distill_weight or config.relational_weight else "")),
+            "teacher": "dlib_face_recognition_resnet_model_v1 (training only)" if config.distill_weight else None,
+            "optimizer": "Adam, linear warm-up then cosine decay",
+            "selection": best.get("selection", "validation ROC AUC"),
+            "best_step": best.get("step"),
+            "seconds_this_run": round(elapsed, 1),
+            "train_images": int(len(training.indices)),
+            "train_people": int(training.num_classes),
+            "validation_people": int(len(training.val_people)),
+        },
+        "data": {
+            "dataset": "LFW deep-funneled",
+            "fingerprint_sha256": str(cache["fingerprint"]),
+            "split": "train = people outside View 2 folds 8-10 (minus validation people); calibrate = fold 8; test = folds 9+10",
+            "cache_fallback_crops": int((~cache["detected"]).sum()),
+        },
+        "validation": best.get("validation"),
+        "validation_all_pairs": best.get("validation_all_pairs"),
+        "calibration": calibration.as_dict(),
+    }
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.siamese.save(out / MODEL_FILE)
+    np.save(out / COHORT_FILE, cohort.astype(np.float32))
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info("wrote model directory %s (threshold %.4f for one reference, cohort norm %s)", out, threshold,
+             scoring["cohort_norm"])
+    return out

@@ -1,0 +1,112 @@
+"""The operating point under the service's own decision rule, chosen for a target false-accept rate.
+
+The door does not compare two photos: it compares one snapshot with the *k* enrolled references of
+the claimed person and admits when the **mean** of the k pair scores reaches the threshold
+(``verification``'s rule; best-of-k let in three times as many strangers). So the threshold is
+chosen on trials that look like check-ins: every image of the calibration fold is a probe against
+every other calibration person enrolled with k of their photos (several seeded enrolment draws),
+and genuine trials are each person's remaining photos against their own k references.
+
+The threshold for each k is the lowest whose impostor acceptance stays at or below the target on
+these trials; FAR and FRR carry people-bootstrap 95 % intervals (:mod:`ml.largescale`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ml.largescale import Trials, rates_with_ci, rows_scorer, threshold_at_far
+
+ProbeScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(N, D) x (N, D) embeddings -> (N,) pair scores (or a :class:`ml.scoring.PairScorer`)."""
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """For each enrolled person (id), the image indices used as references."""
+
+    references: dict[object, np.ndarray]
+
+
+def draw_enrolments(people: np.ndarray, k: int, *, draws: int, seed: int) -> list[Enrolment]:
+    """``draws`` seeded enrolments: every person with at least ``k + 1`` images (so a genuine probe
+    remains) enrolled with ``k`` of them chosen at random."""
+    people = np.asarray(people)
+    rng = np.random.default_rng([seed, k])
+    by_person: dict[object, np.ndarray] = {}
+    for person in np.unique(people):
+        rows = np.flatnonzero(people == person)
+        if len(rows) >= k + 1:
+            by_person[person] = rows
+    return [
+        Enrolment({person: np.sort(rng.choice(rows, size=k, replace=False)) for person, rows in by_person.items()})
+        for _ in range(draws)
+    ]
+
+
+def reference_trials(embeddings: np.ndarray, people: np.ndarray, scorer: ProbeScorer, enrolments: list[Enrolment]) -> Trials:
+    """Mean-over-references check-in trials: each image as a probe against every enrolled person."""
+    people = np.asarray(people)
+    score_rows = rows_scorer(embeddings, scorer)
+    every = np.arange(len(people))
+    genuine, genuine_people, impostor, impostor_people = [], [], [], []
+    for enrolment in enrolments:
+        for person, refs in enrolment.references.items():
+            score = np.mean([score_rows(every, np.full(len(every), r)) for r in refs], axis=0)
+            is_ref = np.zeros(len(people), dtype=bool)
+            is_ref[refs] = True
+            own = (people == person) & ~is_ref
+            other = people != person
+            genuine.append(score[own])
+            genuine_people.append(people[own])
+            impostor.append(score[other])
+            impostor_people.append(np.stack([people[other], np.full(int(other.sum()), person, dtype=people.dtype)], 1))
+    return Trials(
+        genuine=np.concatenate(genuine).astype(np.float32),
+        genuine_people=np.concatenate(genuine_people),
+        impostor=np.concatenate(impostor).astype(np.float32),
+        impostor_people=np.concatenate(impostor_people),
+    )
+
+
+def choose_operating_point(
+    embeddings: np.ndarray, people: np.ndarray, scorer: ProbeScorer, *, target_far: float,
+    references: tuple[int, ...] = (1, 2, 3, 4, 5), draws: int = 5, seed: int = 0, resamples: int = 200,
+) -> dict[str, object]:
+    """Per reference count k: the threshold meeting ``target_far`` on mean-rule trials, with the
+    FAR and FRR expected there (95 % people-bootstrap intervals) and the trial counts."""
+    per_k: dict[str, object] = {}
+    for k in references:
+        enrolments = draw_enrolments(people, k, draws=draws, seed=seed)
+        if not enrolments or not enrolments[0].references:
+            continue
+        trials = reference_trials(embeddings, people, scorer, enrolments)
+        if len(trials.genuine) == 0 or len(trials.impostor) == 0:
+            continue
+        threshold = threshold_at_far(trials.impostor, target_far)
+        per_k[str(k)] = {
+            **rates_with_ci(trials, threshold, resamples=resamples, seed=seed),
+            "enrolled_people": len(enrolments[0].references),
+            "enrolment_draws": draws,
+        }
+    return {"target_far": target_far, "rule": "mean of the k reference scores >= threshold", "per_references": per_k}
+
+
+def expected_rates(
+    embeddings: np.ndarray, people: np.ndarray, scorer: ProbeScorer, thresholds: dict[str, float], *,
+    draws: int = 5, seed: int = 0, resamples: int = 200,
+) -> dict[str, object]:
+    """FAR and FRR (with intervals) of the mean rule at fixed per-k ``thresholds`` on other data."""
+    out: dict[str, object] = {}
+    for key, threshold in thresholds.items():
+        k = int(key)
+        enrolments = draw_enrolments(people, k, draws=draws, seed=seed + 101)
+        if not enrolments or not enrolments[0].references:
+            continue
+        trials = reference_trials(embeddings, people, scorer, enrolments)
+        out[key] = {**rates_with_ci(trials, threshold, resamples=resamples, seed=seed),
+                    "enrolled_people": len(enrolments[0].references)}
+    return out

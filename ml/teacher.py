@@ -1,0 +1,122 @@
+"""Distillation targets: dlib's ResNet face descriptor for every *training* image, computed once.
+
+Training-only (the ``train`` extra installs ``dlib-bin`` and ``face_recognition_models``); the
+runtime never imports this module. dlib's descriptor was trained on about 3 million faces of 7,485
+people with no LFW identities; its author reports 0.9938 on LFW. It is a teacher, never deployed.
+
+Targets are computed from dlib's own pipeline on the original photo (HOG detection, its 5-point
+landmarks, its 150x150 chip), so the student learns "this photo's identity" and not dlib's
+alignment. Images of people in folds 8-10 are refused outright: nothing for training is ever
+computed from them (PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ml.lfw import person_of
+
+log = logging.getLogger(__name__)
+
+TEACHER_NAME = "dlib_face_recognition_resnet_model_v1"
+TEACHER_DIM = 128
+
+
+class HeldOutImage(ValueError):
+    """A teacher target was asked for an image of a held-out (calibrate/test) person."""
+
+
+def _load_dlib():
+    try:
+        import dlib
+        import face_recognition_models
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise ImportError("teacher targets need the train extra: pip install -e '.[train]'") from exc
+    detector = dlib.get_frontal_face_detector()
+    landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+    descriptor = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+    return dlib, detector, landmarks, descriptor
+
+
+def teacher_descriptors(
+    lfw_dir: str | os.PathLike[str], paths: Iterable[str], held_out_people: frozenset[str], *, workers: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 128) float32 dlib descriptors of ``images/``-relative ``paths`` and (N,) detected flags.
+
+    When HOG finds no face the centred box of a deep-funnelled LFW photo is used (flag False).
+    ``workers`` > 1 splits the images over that many processes (dlib runs on one core each).
+    """
+    paths = list(paths)
+    refused = sorted({person_of(p) for p in paths} & held_out_people)
+    if refused:
+        raise HeldOutImage(f"teacher targets asked for held-out people: {refused[:5]}")
+    if workers <= 1 or len(paths) < 2 * workers:
+        return _describe(str(lfw_dir), paths)
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [paths[i::workers] for i in range(workers)]
+    out = np.zeros((len(paths), TEACHER_DIM), dtype=np.float32)
+    detected = np.zeros(len(paths), dtype=bool)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for i, (targets, found) in enumerate(pool.map(_describe, [str(lfw_dir)] * workers, chunks)):
+            out[i::workers], detected[i::workers] = targets, found
+    return out, detected
+
+
+def _describe(lfw_dir: str, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+    from tqdm import tqdm
+
+    dlib, detector, landmarks, descriptor = _load_dlib()
+    root = Path(lfw_dir) / "images"
+    out = np.zeros((len(paths), TEACHER_DIM), dtype=np.float32)
+    detected = np.zeros(len(paths), dtype=bool)
+    for i, rel in enumerate(tqdm(paths, desc="teacher", unit="img", mininterval=30)):
+        image = cv2.cvtColor(cv2.imread(str(root / rel), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        height, width = image.shape[:2]
+        boxes = list(detector(image, 0))
+        if boxes:
+            cx, cy = width / 2.0, height / 2.0
+            box = min(boxes, key=lambda b: (b.center().x - cx) ** 2 + (b.center().y - cy) ** 2)
+            detected[i] = True
+        else:
+            side = min(height, width)
+            box = dlib.rectangle(int(side * 0.28), int(side * 0.28), int(side * 0.72), int(side * 0.72))
+        shape = landmarks(image, box)
+        out[i] = np.asarray(descriptor.compute_face_descriptor(image, shape), dtype=np.float32)
+    return out, detected
+
+
+def build_teacher_cache(
+    lfw_dir: str | os.PathLike[str], cache_paths: np.ndarray, held_out_people: frozenset[str], out_path: str | os.PathLike[str],
+    *, workers: int = 1,
+) -> Path:
+    """Write ``out_path`` (.npz): ``rows`` (cache rows of training people), ``targets``, ``detected``.
+
+    Rows of held-out people are skipped here, so the file never holds anything computed from them.
+    """
+    rows = np.asarray([r for r, p in enumerate(cache_paths.tolist()) if person_of(p) not in held_out_people], dtype=np.int64)
+    targets, detected = teacher_descriptors(lfw_dir, cache_paths[rows].tolist(), held_out_people, workers=workers)
+    digest = hashlib.sha256(targets.tobytes()).hexdigest()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez(tmp, rows=rows, targets=targets, detected=detected, fingerprint=np.array(digest), teacher=np.array(TEACHER_NAME))
+    os.replace(tmp, out)
+    log.info("teacher targets for %d training images (%d without a HOG detection) -> %s", len(rows), int((~detected).sum()), out)
+    return out
+
+
+def centred_targets(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-centred, L2-normalised targets and the mean (dlib's descriptors share a large common
+    component; without centring the student learns the mean and little else)."""
+    mean = targets.mean(axis=0)
+    centred = targets - mean
+    centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-6)
+    return centred.astype(np.float32), mean.astype(np.float32)
