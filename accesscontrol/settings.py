@@ -48,7 +48,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from accesscontrol.env import env_bool, env_int, env_list, env_str
+from accesscontrol.env import env_bool, env_choice, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -245,6 +245,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- REST API ---
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")
+# CHECKIN_RESPONSE_DETAIL [coarse]: what a door device is told about a check-in (issue 9, item 6).
+# ``coarse``: id, url, status, decision and a coarse reason (not_recognised, locked_out, error); the
+# score, threshold, timings and exact reason stay in the audit log. ``full``: everything, for
+# integrators who need it (it gives a device holder a hill-climbing oracle and tells which IDs exist).
+CHECKIN_RESPONSE_DETAIL = env_choice("CHECKIN_RESPONSE_DETAIL", "coarse", ("coarse", "full"))
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["verification.api.authentication.DeviceTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["verification.api.permissions.IsDevice"],

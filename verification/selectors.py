@@ -93,3 +93,23 @@ def checkins_for_device(*, device: Device) -> QuerySet[CheckIn]:
 def lockouts_in_force() -> QuerySet[Lockout]:
     """Lockouts in force now (not unlocked, not yet ended), newest first: the admin's banner."""
     return Lockout.objects.filter(unlocked_at__isnull=True, locked_until__gt=timezone.now()).order_by("-created_at")
+
+
+# What a door device is told about a refusal by default (CHECKIN_RESPONSE_DETAIL=coarse; issue 9,
+# item 6). Every reason decided from the claimed person's record (unknown, inactive, no references) or
+# after it (face quality is checked only for a known, admitted person; no_match) is one answer, so a
+# device cannot tell which badge IDs exist. A reason not listed here is ``not_recognised`` too.
+DEVICE_REASON_LOCKED_OUT = "locked_out"
+DEVICE_REASON_ERROR = "error"
+DEVICE_REASON_NOT_RECOGNISED = "not_recognised"
+
+
+def checkin_device_reason(*, checkin: CheckIn) -> str:
+    """The coarse reason shown to the device: "" (admitted or undecided), not_recognised, locked_out, error."""
+    if checkin.status == CheckIn.Status.FAILED:
+        return DEVICE_REASON_ERROR
+    if checkin.decision != 0:
+        return ""
+    if checkin.reason == CheckIn.Reason.LOCKED_OUT:
+        return DEVICE_REASON_LOCKED_OUT
+    return DEVICE_REASON_NOT_RECOGNISED

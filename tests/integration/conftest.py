@@ -167,6 +167,7 @@ def service_env(django_db_setup: None, celery_publisher: str, integration_media_
         MEDIA_ROOT=str(integration_media_root),
         DJANGO_SETTINGS_MODULE="accesscontrol.settings",
         PYTHONUNBUFFERED="1",
+        CHECKIN_RESPONSE_DETAIL="full",
         # `celery` and `gunicorn` must be this interpreter's, whichever environment runs the tests.
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
@@ -237,6 +238,9 @@ def integration_db(
     # Requested after the suite-wide autouse fixtures, so this wins over a per-test temporary
     # MEDIA_ROOT: uploads must land where the worker looks.
     settings.MEDIA_ROOT = integration_media_root
+    # These tests compare the device's answer with the row, so they read it as an integrator does
+    # (the default answer is coarse: issue 9, item 6); the web server gets the same in service_env.
+    settings.CHECKIN_RESPONSE_DETAIL = "full"
     return celery_worker
 
 

@@ -124,7 +124,8 @@ def test_submit_without_wait_is_202_with_the_checkin_url(device_client, monkeypa
 
 
 @pytest.mark.django_db(transaction=True)
-def test_submit_with_wait_returns_200_and_the_decision(device_client, enrolled_person, fake_model):
+def test_submit_with_wait_returns_200_and_the_decision(device_client, enrolled_person, fake_model, settings):
+    settings.CHECKIN_RESPONSE_DETAIL = "full"  # the integrators' answer; the default is coarse (issue 9, item 6)
     response = post(device_client, {"snapshot": upload(), "person": "B-1001", "wait": "5"})
     assert response.status_code == 200, response.content
     body = response.json()
@@ -140,7 +141,8 @@ def test_submit_with_wait_returns_200_and_the_decision(device_client, enrolled_p
 
 
 @pytest.mark.django_db(transaction=True)
-def test_wait_given_as_query_parameter_is_honoured(device_client, enrolled_person, fake_model):
+def test_wait_given_as_query_parameter_is_honoured(device_client, enrolled_person, fake_model, settings):
+    settings.CHECKIN_RESPONSE_DETAIL = "full"
     fake_model.scores = [0.1]
     response = device_client.post(f"{URL}?wait=5", {"snapshot": upload(), "person": "B-1001"}, format="multipart")
     assert response.status_code == 200
@@ -150,7 +152,8 @@ def test_wait_given_as_query_parameter_is_honoured(device_client, enrolled_perso
 # --- GET -------------------------------------------------------------------------------------
 
 
-def test_read_own_checkin_lists_the_documented_fields(device_client, device):
+def test_read_own_checkin_lists_the_documented_fields(device_client, device, settings):
+    settings.CHECKIN_RESPONSE_DETAIL = "full"
     checkin = services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
     response = device_client.get(f"{URL}{checkin.pk}/")
     assert response.status_code == 200

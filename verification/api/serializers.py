@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
+from verification import selectors
 from verification.models import CheckIn
 
 MAX_WAIT_SECONDS = 10
@@ -21,10 +23,37 @@ class CheckInSubmitSerializer(serializers.Serializer):
 
 
 class CheckInSerializer(serializers.ModelSerializer):
+    """What a door device is told by default (``CHECKIN_RESPONSE_DETAIL=coarse``, issue 9, item 6)."""
+
+    decision = serializers.IntegerField(allow_null=True, help_text="1 admitted, 0 refused, null undecided.")
+    reason = serializers.SerializerMethodField(
+        help_text=(
+            "Why a 0: `not_recognised` (every refusal about the claimed person or the face), `locked_out` "
+            "(too many recent refusals), or `error` for a failed check-in; empty otherwise. The exact reason, "
+            "score, threshold and timings are in the audit log (and in the answer with "
+            "CHECKIN_RESPONSE_DETAIL=full)."
+        )
+    )
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CheckIn
+        fields = ["id", "url", "status", "decision", "reason"]
+        read_only_fields = fields
+
+    def get_reason(self, obj: CheckIn) -> str:
+        return selectors.checkin_device_reason(checkin=obj)
+
+    def get_url(self, obj: CheckIn) -> str:
+        return reverse("api-checkin-detail", kwargs={"pk": obj.pk}, request=self.context.get("request"))
+
+
+class CheckInDetailSerializer(CheckInSerializer):
+    """Everything about the check-in, for integrators (``CHECKIN_RESPONSE_DETAIL=full``)."""
+
     person = serializers.CharField(source="claimed_external_id", help_text="Claimed person's external ID.")
     device = serializers.CharField(source="device.name")
-    decision = serializers.IntegerField(allow_null=True, help_text="1 admitted, 0 refused, null undecided.")
-    url = serializers.SerializerMethodField()
+    reason = serializers.CharField(help_text="The exact reason of a 0 (see the 200 description); empty otherwise.")
 
     class Meta:
         model = CheckIn
@@ -39,5 +68,7 @@ class CheckInSerializer(serializers.ModelSerializer):
             "threshold": {"help_text": "The model's calibrated threshold used for this decision."},
         }
 
-    def get_url(self, obj: CheckIn) -> str:
-        return reverse("api-checkin-detail", kwargs={"pk": obj.pk}, request=self.context.get("request"))
+
+def checkin_response_serializer() -> type[CheckInSerializer]:
+    """The answer's serializer, by ``CHECKIN_RESPONSE_DETAIL``."""
+    return CheckInDetailSerializer if settings.CHECKIN_RESPONSE_DETAIL == "full" else CheckInSerializer

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from verification import selectors, services
-from verification.api.serializers import CheckInSerializer, CheckInSubmitSerializer
+from verification.api.serializers import CheckInSerializer, CheckInSubmitSerializer, checkin_response_serializer
 from verification.errors import InvalidImage
 from verification.models import CheckIn
 
@@ -70,7 +70,12 @@ class CheckInCreateView(APIView):
             200: OpenApiResponse(
                 CheckInSerializer,
                 description=(
-                    "Decided (or failed) within `wait`. A 0 has a `reason`: no_match, no_face, face_too_small "
+                    "Decided (or failed) within `wait`. By default (CHECKIN_RESPONSE_DETAIL=coarse) the answer "
+                    "is `id`, `url`, `status`, `decision` and a coarse `reason`: not_recognised (any refusal "
+                    "about the claimed person or the face: unknown and inactive IDs look the same as a face "
+                    "that does not match), locked_out, or error (failed). With CHECKIN_RESPONSE_DETAIL=full "
+                    "(integrators) it also carries `score`, `threshold`, `model_version`, `person`, `device`, "
+                    "`created_at`, `decided_at`, `timings` and the exact reason: no_match, no_face, face_too_small "
                     "(a face was found but is too small to verify: step closer), multiple_faces (a second face "
                     "large enough to be another person at the door), unknown_person, inactive_person (inactive "
                     "or outside its validity dates), no_references, "
@@ -113,7 +118,7 @@ class CheckInCreateView(APIView):
             snapshot_file=submitted.validated_data["snapshot"],
         )
         checkin = _wait_for_decision(checkin_id=checkin.pk, seconds=submitted.validated_data["wait"])
-        body = CheckInSerializer(checkin, context={"request": request}).data
+        body = checkin_response_serializer()(checkin, context={"request": request}).data
         if checkin.status in FINAL_STATUSES:
             return Response(body, status=status.HTTP_200_OK)
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
@@ -132,4 +137,4 @@ class CheckInDetailView(APIView):
         checkin = selectors.checkins_for_device(device=request.auth).filter(pk=int(pk)).first()
         if checkin is None:
             raise NotFound("No such check-in.")
-        return Response(CheckInSerializer(checkin, context={"request": request}).data)
+        return Response(checkin_response_serializer()(checkin, context={"request": request}).data)
