@@ -53,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("file", metavar="FILE", help="pairs file ('-' for standard input)")
     _model_arg(score)
 
+    robust = commands.add_parser("robustness", help="the decision on transformed probes (other cameras)", description=(
+        "Transform the test people's photos as other cameras would (greyscale, low light, small faces, JPEG, "
+        "off-centre, a second face, blur), send them through the whole door pipeline against clean references, "
+        "and report unusable rate, accuracy, FAR and FRR per condition at the model's threshold. Writes "
+        "robustness.json next to the model; --size-sweep also measures accuracy against face width "
+        "(size_curve.json) below the policy's minimum."))
+    robust.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR", help=f"LFW root (default: ${_LFW_ENV})")
+    robust.add_argument("--per-person", type=int, default=6, help="images per person at most (default 6)")
+    robust.add_argument("--size-sweep", action="store_true", help="also measure accuracy against face width")
+    _model_arg(robust)
+
     info = commands.add_parser("info", help="print the model's manifest as JSON")
     _model_arg(info)
     return parser
@@ -126,6 +137,26 @@ def _cmd_score_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from ml.inference import load_model
+    from ml.robustness import CONDITIONS, SIZE_SWEEP, run_suite, smallest_reliable_width
+
+    if not args.lfw:
+        raise SystemExit(f"robustness: give --lfw DIR or set ${_LFW_ENV}")
+    model = load_model(args.model)
+    report = run_suite(args.lfw, model, per_person=args.per_person, conditions=CONDITIONS)
+    (model.path / "robustness.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({name: {k: row[k] for k in ("unusable_rate", "listed_accuracy", "far", "frr", "far_vs_clean")}
+                      for name, row in report["conditions"].items()}, indent=2))
+    if args.size_sweep:
+        sweep = run_suite(args.lfw, model, per_person=args.per_person, conditions=SIZE_SWEEP, min_face_px=0)
+        sweep["smallest_reliable_width"] = smallest_reliable_width(sweep, report["conditions"]["clean"])
+        (model.path / "size_curve.json").write_text(json.dumps(sweep, indent=2) + "\n")
+        print(json.dumps({name: {k: row[k] for k in ("unusable_rate", "far", "frr")} for name, row in sweep["conditions"].items()}
+                         | {"smallest_reliable_width": sweep["smallest_reliable_width"]}, indent=2))
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from ml.inference import SHIPPED_MODEL_DIR, read_manifest
 
@@ -137,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score-pairs": _cmd_score_pairs, "info": _cmd_info}
+    commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score-pairs": _cmd_score_pairs, "info": _cmd_info,
+                "robustness": _cmd_robustness}
     from ml.inference import ModelError
 
     try:

@@ -221,17 +221,28 @@ def _percentiles(values: np.ndarray) -> tuple[float, float]:
 
 def false_accept_spread(pairs: AllPairs, people: np.ndarray, threshold: float, *, top: int = 10) -> dict[str, object]:
     """Where the impostor pairs at or above ``threshold`` concentrate: distinct images and people,
-    and the people involved most often (a model whose errors pile onto a few people is unfair)."""
+    the share carried by the 1 % most-involved images, and the people with the highest own FAR
+    (false accepts / impostor pairs they take part in). A model whose errors pile onto a few
+    people is unfair to them and easy to attack through them."""
     people = np.asarray(people)
-    accepted = pairs.impostor_index[pairs.impostor >= threshold]
-    images = np.unique(accepted) if len(accepted) else np.zeros(0, np.int64)
-    involvement: Counter[str] = Counter()
-    for a, b in accepted.tolist():
-        involvement[str(people[a])] += 1
-        involvement[str(people[b])] += 1
+    accepted_mask = pairs.impostor >= threshold
+    accepted = pairs.impostor_index[accepted_mask]
+    n_images = len(people)
+    per_image = np.bincount(accepted.ravel(), minlength=n_images) if len(accepted) else np.zeros(n_images, np.int64)
+    top_images = max(1, n_images // 100)
+    top_share = float(np.sort(per_image)[::-1][:top_images].sum() / max(1, per_image.sum()))
+    ids, inverse = np.unique(people, return_inverse=True)
+    opportunities = np.bincount(inverse[pairs.impostor_index].ravel(), minlength=len(ids))
+    errors = np.bincount(inverse[accepted].ravel(), minlength=len(ids)) if len(accepted) else np.zeros(len(ids), np.int64)
+    own_far = np.divide(errors, opportunities, out=np.zeros(len(ids)), where=opportunities > 0)
+    worst = np.argsort(-own_far, kind="stable")[:top]
     return {
+        "threshold": float(threshold),
         "false_accepts": int(len(accepted)),
-        "distinct_images": int(len(images)),
-        "distinct_people": int(len({str(people[i]) for i in images.tolist()})),
-        "most_involved": [{"person": p, "pairs": n} for p, n in involvement.most_common(top)],
+        "far": float(accepted_mask.mean()) if len(accepted_mask) else float("nan"),
+        "distinct_images": int((per_image > 0).sum()),
+        "distinct_people": int((errors > 0).sum()),
+        "share_on_top_1pct_images": top_share,
+        "highest_own_far": [{"person": str(ids[i]), "far": float(own_far[i]), "false_accepts": int(errors[i]),
+                             "impostor_pairs": int(opportunities[i])} for i in worst if errors[i] > 0],
     }

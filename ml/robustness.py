@@ -120,16 +120,29 @@ CONDITIONS: tuple[Condition, ...] = (
 )
 
 
-def door_embeddings(model, frames: list[np.ndarray]) -> tuple[np.ndarray, list[str]]:
+SIZE_SWEEP: tuple[Condition, ...] = tuple(
+    Condition(f"face_{px}px", f"face about {px} px wide in a 640x480 frame", _face_width(px)) for px in (30, 40, 50, 60, 70, 80, 100)
+)
+"""Face widths for the accuracy-versus-size curve that sets ``ml.align.MIN_FACE_PX``."""
+
+
+def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | None = None) -> tuple[np.ndarray, list[str]]:
     """Each frame through detection + face policy + alignment + embedding: (N, D) (zero rows for
-    unusable frames) and the reason per frame ('' when usable)."""
-    from ml.align import extract_face
+    unusable frames) and the reason per frame ('' when usable). ``min_face_px`` overrides the
+    policy's verification minimum (the size sweep measures below it)."""
+    from ml.align import MIN_DETECT_FACE_PX, align_face, choose_principal_face, detect_faces, extract_face
     from ml.errors import FaceError
+
+    def crop(frame: np.ndarray) -> np.ndarray:
+        if min_face_px is None:
+            return extract_face(frame)
+        faces = detect_faces(frame, min_face_px=MIN_DETECT_FACE_PX)
+        return align_face(frame, choose_principal_face(faces, min_face_px=min_face_px).landmarks)
 
     crops, reasons = [], []
     for frame in frames:
         try:
-            crops.append(extract_face(frame))
+            crops.append(crop(frame))
             reasons.append("")
         except FaceError as exc:
             crops.append(np.zeros((100, 100, 3), np.uint8))
@@ -155,7 +168,7 @@ def sample_images(people_of_images: dict[str, list[str]], *, per_person: int, se
 
 def run_suite(
     lfw_dir: str | os.PathLike[str], model, *, per_person: int = 6, seed: int = 0,
-    conditions: tuple[Condition, ...] = CONDITIONS, threshold: float | None = None,
+    conditions: tuple[Condition, ...] = CONDITIONS, threshold: float | None = None, min_face_px: float | None = None,
 ) -> dict[str, object]:
     """Run every condition over the test folds' people; returns the per-condition report."""
     from pathlib import Path
@@ -192,7 +205,7 @@ def run_suite(
             while people[other] == people[i]:
                 other = int(rng_others.integers(0, len(photos)))
             frames.append(condition.apply(photo, photos[other], rng))
-        probe_emb, probe_reasons = door_embeddings(model, frames)
+        probe_emb, probe_reasons = door_embeddings(model, frames, min_face_px=min_face_px)
         probe_ok = np.array([r == "" for r in probe_reasons])
         report["conditions"][condition.name] = {
             "description": condition.description,
@@ -205,6 +218,19 @@ def run_suite(
     for name, row in report["conditions"].items():
         row["far_vs_clean"] = (row["far"] / clean_far) if clean_far else None
     return report
+
+
+def smallest_reliable_width(sweep: dict[str, object], clean: dict[str, object], *, factor: float = 2.0) -> int | None:
+    """The smallest swept face width from which on FAR stays within ``factor`` x the clean FAR and
+    FRR within ``factor`` x the clean FRR (every larger width too): the verification minimum."""
+    rows = sorted(((int(name.split("_")[1].rstrip("px")), row) for name, row in sweep["conditions"].items()), key=lambda x: x[0])
+    ok = [(px, row["far"] <= factor * max(clean["far"], 1e-6) and row["frr"] <= factor * max(clean["frr"], 1e-6)) for px, row in rows]
+    chosen = None
+    for px, good in reversed(ok):
+        if not good:
+            break
+        chosen = px
+    return chosen
 
 
 def _condition_report(model, probe_emb, probe_ok, probe_reasons, ref_emb, ref_ok, people, listed_rows, listed_same, threshold):

@@ -41,7 +41,13 @@ def test_evaluate_reports_calibrate_and_test_pairs_at_the_manifest_threshold(fak
     assert json.loads((model_dir / "report.json").read_text()) == report
     assert (model_dir / "roc.png").read_bytes().startswith(b"\x89PNG")
     manifest = json.loads((model_dir / MANIFEST_FILE).read_text())
-    assert manifest["test_report"] == report["test"] and manifest["threshold"] == 0.5
+    assert manifest["threshold"] == 0.5
+    assert manifest["test_report"] == {**report["test"], "large_sample": report["test_large_sample"]}
+    large = report["test_large_sample"]
+    # Test people P32..P35: two with 3 photos, two with 1 -> 8 images, 6 same-person and 22 cross pairs.
+    assert (large["images"], large["genuine_pairs"], large["impostor_pairs"]) == (8, 6, 22)
+    assert set(large["tar_at_far"]) == {"0.001", "0.0001"}
+    assert large["at_shipped_threshold"]["threshold"] == 0.5
 
 
 def test_evaluate_without_a_cache_detects_and_aligns_the_pair_images(fake_lfw, tmp_path):

@@ -114,7 +114,12 @@ def test_false_accept_spread_counts_images_and_people():
     accepted = pairs.impostor_index[pairs.impostor >= threshold]
     assert spread["false_accepts"] == 3
     assert spread["distinct_images"] == len(np.unique(accepted))
-    assert sum(p["pairs"] for p in spread["most_involved"]) == 6
+    assert sum(p["false_accepts"] for p in spread["highest_own_far"]) == 6  # each pair involves two people
+    for row in spread["highest_own_far"]:
+        person = int(row["person"][1:])
+        mine = (labels[pairs.impostor_index] == person).any(axis=1)
+        assert row["impostor_pairs"] == int(mine.sum())
+        assert row["far"] == pytest.approx(int((mine & (pairs.impostor >= threshold)).sum()) / int(mine.sum()))
 
 
 def test_reference_trials_use_the_mean_over_k_references():
