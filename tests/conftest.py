@@ -6,6 +6,7 @@ service's rules, not the model; the real model is exercised by the integration t
 from __future__ import annotations
 
 import io
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -18,14 +19,23 @@ from rest_framework.test import APIClient
 from verification import inference, services
 
 
-def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), mode: str = "RGB", colour=(200, 150, 120)) -> bytes:
+def image_bytes(
+    fmt: str = "JPEG", size: tuple[int, int] = (64, 48), mode: str = "RGB", colour=(200, 150, 120), comment: bytes = b""
+) -> bytes:
     buffer = io.BytesIO()
-    Image.new(mode, size, colour if mode in ("RGB", "RGBA") else 128).save(buffer, format=fmt)
+    options = {"comment": comment} if comment else {}
+    Image.new(mode, size, colour if mode in ("RGB", "RGBA") else 128).save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 
+_frame_numbers = itertools.count(1)
+
+
 def upload(data: bytes | None = None, name: str = "face.jpg", content_type: str = "image/jpeg") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, image_bytes() if data is None else data, content_type=content_type)
+    """``data``, or a new JPEG frame: a camera never sends the same bytes twice (replays are refused)."""
+    if data is None:
+        data = image_bytes(comment=f"frame {next(_frame_numbers)}".encode())
+    return SimpleUploadedFile(name, data, content_type=content_type)
 
 
 @pytest.fixture(autouse=True)
@@ -48,14 +58,18 @@ class FakeInference:
 
     version: str = "fake-1"
     threshold: float = 0.5
+    thresholds: tuple[tuple[int, float], ...] = ()  # per reference count (empty: ``threshold`` for all)
     reject_reason: str | None = None
     scores: list[float] = field(default_factory=lambda: [0.9])
     calls: Counter = field(default_factory=Counter)
     error: BaseException | None = None
+    # None: the first face embeds to all 0.5 (enrolment tests read it back), every later one to its own
+    # direction, as no camera gives the same frame twice (near-duplicate probes are refused as replays).
+    embedding: np.ndarray | None = None
 
     def model_info(self) -> inference.ModelInfo:
         self.calls["model_info"] += 1
-        return inference.ModelInfo(version=self.version, threshold=self.threshold)
+        return inference.ModelInfo(version=self.version, threshold=self.threshold, thresholds=self.thresholds)
 
     def configured_model_version(self) -> str:
         return self.version
@@ -68,9 +82,17 @@ class FakeInference:
             raise inference.FaceRejected(self.reject_reason, timings={"decode_ms": 1.0})
         return inference.FaceEmbedding(
             crop=np.full((100, 100, 3), 128, dtype=np.uint8),
-            embedding=np.full(8, 0.5, dtype=np.float32),
+            embedding=self._embedding(),
             timings={"decode_ms": 1.0, "detect_ms": 2.0, "embed_ms": 3.0},
         )
+
+    def _embedding(self) -> np.ndarray:
+        if self.embedding is not None:
+            return self.embedding
+        if self.calls["embed_face"] == 1:
+            return np.full(8, 0.5, dtype=np.float32)
+        vector = np.random.default_rng(self.calls["embed_face"]).standard_normal(8).astype(np.float32)
+        return vector / np.linalg.norm(vector)
 
     def score(self, probe: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, float]:
         self.calls["score"] += 1

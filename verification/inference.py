@@ -49,8 +49,25 @@ class FaceRejected(Exception):
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """The loaded model's version and operating point.
+
+    ``thresholds`` maps a reference count to the threshold the mean rule was calibrated for at that
+    count (empty for a model with one threshold); ``threshold`` is the one-reference threshold.
+    """
+
     version: str
     threshold: float
+    thresholds: tuple[tuple[int, float], ...] = ()
+
+    def threshold_for(self, references: int) -> float:
+        """The threshold for a person with ``references`` ready photos (the largest calibrated count's
+        beyond it: more references only lower the false-accept rate)."""
+        per_k = dict(self.thresholds)
+        if not per_k or references < 1:
+            return self.threshold
+        if references in per_k:
+            return per_k[references]
+        return per_k[max(per_k)] if references > max(per_k) else per_k[min(per_k)]
 
 
 @dataclass(frozen=True)
@@ -188,7 +205,8 @@ def configured_model_version() -> str:
 
 def model_info() -> ModelInfo:
     model = get_model()
-    return ModelInfo(version=str(model.version), threshold=float(model.threshold))
+    return ModelInfo(version=str(model.version), threshold=float(model.threshold),
+                     thresholds=tuple(sorted(model.thresholds().items())))
 
 
 def embed_face(data: bytes) -> FaceEmbedding:

@@ -22,6 +22,9 @@ class CountingModel:
     def warm_up(self) -> None:
         self.warmed += 1
 
+    def thresholds(self) -> dict[int, float]:
+        return {1: 0.6, 3: 0.5}
+
     def embed(self, faces: np.ndarray) -> np.ndarray:
         assert faces.shape[1:] == (100, 100, 3) and faces.dtype == np.uint8
         return np.ones((len(faces), 4), dtype=np.float32) / 2
@@ -41,7 +44,7 @@ def model(monkeypatch) -> CountingModel:
 
 
 def test_model_is_loaded_and_warmed_once_per_process(model):
-    assert inference.model_info() == inference.ModelInfo(version="counting-1", threshold=0.6)
+    assert inference.model_info() == inference.ModelInfo(version="counting-1", threshold=0.6, thresholds=((1, 0.6), (3, 0.5)))
     inference.get_model()
     assert (len(model.loads), model.warmed) == (1, 1)
 
@@ -96,3 +99,10 @@ def test_configured_model_version_without_a_manifest_is_unavailable(settings, tm
     settings.FACE_MODEL_PATH = str(tmp_path)
     with pytest.raises(ModelUnavailable):
         inference.configured_model_version()
+
+
+def test_model_info_threshold_for_a_reference_count():
+    info = inference.ModelInfo(version="v", threshold=0.8, thresholds=((1, 0.8), (2, 0.7), (3, 0.6)))
+    assert [info.threshold_for(k) for k in (1, 2, 3, 7)] == [0.8, 0.7, 0.6, 0.6]
+    assert info.threshold_for(0) == 0.8
+    assert inference.ModelInfo(version="v", threshold=0.5).threshold_for(3) == 0.5

@@ -101,6 +101,24 @@ def test_one_close_reference_among_far_ones_does_not_admit(device, enrolled_pers
     assert (entry.decision, entry.reason, entry.score) == (0, "no_match", pytest.approx(0.3))
 
 
+def test_the_threshold_is_the_one_calibrated_for_the_persons_reference_count(device, enrolled_person, fake_model):
+    # One reference: a stranger's single lucky score must clear a higher bar than a mean over two.
+    fake_model.thresholds = ((1, 0.9), (2, 0.55))
+    fake_model.scores = [0.6]
+    first = submit(device)
+    services.checkin_process(checkin_id=first.pk)
+    first.refresh_from_db()
+    assert (first.decision, first.reason, first.threshold) == (0, "no_match", 0.9)
+
+    reference = services.reference_add(person=enrolled_person, image_file=upload())
+    services.reference_embed(reference_id=reference.pk)
+    second = submit(device)
+    services.checkin_process(checkin_id=second.pk)
+    second.refresh_from_db()
+    assert (second.decision, second.threshold) == (1, 0.55)
+    assert AuditEntry.objects.get(checkin=second).threshold == 0.55
+
+
 def test_impostor_below_threshold_is_decided_0_no_match(device, enrolled_person, fake_model):
     fake_model.scores = [0.2]
     checkin = submit(device)
