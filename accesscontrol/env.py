@@ -91,3 +91,29 @@ def env_choice(name: str, default: str, choices: tuple[str, ...], *, environ: Ma
     if lowered not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} is not one of {', '.join(choices)}.")
     return lowered
+
+
+def env_float(
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> float:
+    """Read a finite number within optional bounds."""
+    value = _raw(name, environ)
+    if value is None:
+        result = default
+    else:
+        try:
+            result = float(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}={value!r} is not a number.") from None
+        if result != result or result in (float("inf"), float("-inf")):
+            raise ImproperlyConfigured(f"{name}={value!r} is not a finite number.")
+    if minimum is not None and result < minimum:
+        raise ImproperlyConfigured(f"{name}={result} is below the minimum {minimum}.")
+    if maximum is not None and result > maximum:
+        raise ImproperlyConfigured(f"{name}={result} is above the maximum {maximum}.")
+    return result

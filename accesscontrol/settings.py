@@ -48,7 +48,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from accesscontrol.env import env_bool, env_choice, env_int, env_list, env_str
+from accesscontrol.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -168,6 +168,13 @@ LOCKOUT_ESCALATION_SECONDS = env_int("LOCKOUT_ESCALATION_SECONDS", 86_400, minim
 LOCKOUT_MAX_SECONDS = env_int("LOCKOUT_MAX_SECONDS", 86_400, minimum=1)
 if LOCKOUT_MAX_SECONDS < LOCKOUT_SECONDS:
     raise ImproperlyConfigured("LOCKOUT_MAX_SECONDS must be at least LOCKOUT_SECONDS.")
+
+# --- Replays (issue 9, item 7), see verification/services/replays.py ---
+# A snapshot whose bytes were seen before is refused ``replayed``; so is a probe whose embedding has a
+# cosine similarity above REPLAY_SIMILARITY_MAX [0.995] with a probe of the same claimed person within
+# REPLAY_WINDOW_SECONDS [600] (bench/replay_similarity.py measured the bound). 1 turns the second off.
+REPLAY_SIMILARITY_MAX = env_float("REPLAY_SIMILARITY_MAX", 0.995, minimum=0.9, maximum=1.0)
+REPLAY_WINDOW_SECONDS = env_int("REPLAY_WINDOW_SECONDS", 600, minimum=0)
 
 # --- Retention of biometric files, see verification/services/retention.py ---
 # RETENTION_SNAPSHOT_DAYS [30]: check-in snapshot files are deleted after this many days (check-in and

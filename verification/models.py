@@ -12,6 +12,7 @@ from pathlib import PurePath
 from django.db import models
 from django.db.models import Q
 
+from verification import roles
 from verification.images import SUFFIX_CONTENT_TYPES
 
 
@@ -58,6 +59,7 @@ class Person(TimeStamped):
 
     class Meta:
         ordering = ["name"]
+        permissions = roles.model_permissions("person")
         constraints = [
             models.CheckConstraint(
                 name="person_validity_ordered",
@@ -102,6 +104,7 @@ class ReferenceImage(TimeStamped):
 
     class Meta:
         ordering = ["created_at"]
+        permissions = roles.model_permissions("referenceimage")
         indexes = [
             # checkin_process: "ready references of person X" on every check-in.
             models.Index(fields=["person", "status"], name="ref_person_status_idx"),
@@ -134,6 +137,7 @@ class Device(TimeStamped):
 
     class Meta:
         ordering = ["name"]
+        permissions = roles.model_permissions("device")
 
     def __str__(self) -> str:
         return self.name
@@ -165,12 +169,19 @@ class CheckIn(TimeStamped):
         PROCESSING_ERROR = "processing_error", "Processing error"
         SNAPSHOT_MISSING = "snapshot_missing", "Snapshot file missing"
         DEVICE_REVOKED = "device_revoked", "Device revoked before the check-in was processed"
+        REPLAYED = "replayed", "Replayed snapshot (seen before, or a near-duplicate of a recent probe)"
 
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="checkins")
     claimed_external_id = models.CharField(max_length=64)
     person = models.ForeignKey(Person, on_delete=models.SET_NULL, null=True, blank=True, related_name="checkins")
     snapshot = models.ImageField(upload_to=snapshot_upload_to, blank=True)
     snapshot_purged_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed the file.")
+    # SHA-256 of the snapshot's bytes: the same bytes twice are a replay (issue 9, item 7). Kept when the
+    # file is purged, so a replay is recognised for as long as the row exists.
+    snapshot_sha256 = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # The probe's embedding (raw float32, the decision's model_version), compared with the same claimed
+    # person's recent probes to refuse near-duplicates; cleared with the snapshot (retention, erasure).
+    probe_embedding = models.BinaryField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     decision = models.PositiveSmallIntegerField(null=True, blank=True)
     score = models.FloatField(null=True, blank=True)
@@ -190,6 +201,7 @@ class CheckIn(TimeStamped):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = roles.model_permissions("checkin")
         indexes = [
             # sweep_checkins: "pending/processing rows older than T".
             models.Index(fields=["status", "updated_at"], name="checkin_status_updated_idx"),
@@ -200,6 +212,8 @@ class CheckIn(TimeStamped):
             # claimed person X / at device D decided since T".
             models.Index(fields=["claimed_external_id", "decided_at"], name="checkin_claimed_decided_idx"),
             models.Index(fields=["device", "decided_at"], name="checkin_device_decided_idx"),
+            # Replay check: "an earlier check-in whose snapshot had these bytes".
+            models.Index(fields=["snapshot_sha256"], name="checkin_snapshot_sha256_idx"),
         ]
         constraints = [
             # One decision per check-in: a decided row has exactly one 0/1, an undecided row none.
@@ -254,6 +268,7 @@ class Lockout(TimeStamped):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = roles.model_permissions("lockout")
         indexes = [
             # lockout_active / lockout_note_failure: "latest lockout of (scope, key)".
             models.Index(fields=["scope", "key", "created_at"], name="lockout_scope_key_idx"),
@@ -349,6 +364,7 @@ class AuditEntry(models.Model):
     class Meta:
         ordering = ["-seq"]
         verbose_name_plural = "audit entries"
+        permissions = roles.model_permissions("auditentry")
         indexes = [
             # Admin audit list: newest first, filtered by date.
             models.Index(fields=["created_at"], name="audit_created_idx"),

@@ -80,7 +80,9 @@ class CheckInCreateView(APIView):
                     "large enough to be another person at the door), unknown_person, inactive_person (inactive "
                     "or outside its validity dates), no_references, "
                     "unreadable_image, locked_out (too many recent refusals for this person or device), "
-                    "device_revoked (the device was revoked after it sent this check-in)."
+                    "device_revoked (the device was revoked after it sent this check-in), replayed (the same "
+                    "snapshot bytes were sent before, or the face is a near-duplicate of a recent probe of the "
+                    "same claimed person)."
                 ),
             ),
             202: OpenApiResponse(CheckInSerializer, description="Stored and queued; poll `url`."),

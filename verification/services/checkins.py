@@ -20,7 +20,7 @@ from verification.audit import audit_append
 from verification.errors import DeviceLockedOut, DomainError, ModelUnavailable, ServiceUnavailable
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
-from verification.services import lockouts, queueing, reembedding
+from verification.services import lockouts, queueing, reembedding, replays
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,12 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
     external_id = (person_external_id or "").strip()
     if not external_id or len(external_id) > 64:
         raise DomainError("person must be an external ID of 1 to 64 characters.", code="invalid_person")
-    checkin = CheckIn(device=device, claimed_external_id=external_id, queued_at=timezone.now())
+    checkin = CheckIn(
+        device=device,
+        claimed_external_id=external_id,
+        queued_at=timezone.now(),
+        snapshot_sha256=replays.snapshot_sha256(snapshot_file),
+    )
     try:
         with transaction.atomic():
             checkin.person = selectors.person_by_external_id(external_id=external_id)
@@ -115,6 +120,10 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
     # during a lockout teaches nothing. A shortcut only: checkin_decide checks again under the lock.
     if lockouts.lockout_blocking(checkin=checkin, at=now) is not None:
         return _decide_zero(checkin_id, Reason.LOCKED_OUT, person, timings, started, verdict)
+    # The same bytes again (any device, any time): refused before any face work (issue 9, item 7).
+    replay = replays.replay_of_bytes(checkin=checkin)
+    if replay is not None:
+        return _decide_zero(checkin_id, Reason.REPLAYED, person, timings, started, verdict, replay.detail())
     if person is None:
         return _decide_zero(checkin_id, Reason.UNKNOWN_PERSON, None, timings, started, verdict)
     if not selectors.person_is_admitted(person=person, at=checkin.created_at):
@@ -138,6 +147,16 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
         timings.update(rejected.timings)
         return _decide_zero(checkin_id, rejected.reason, person, timings, started, verdict)
     timings.update(face.timings)
+    probe = replays.embedding_bytes(face.embedding)
+    # A near-duplicate of a recent probe of the same claimed person: a copy, not a camera frame.
+    replay = replays.replay_of_probe(checkin=checkin, embedding=face.embedding, model_version=info.version)
+    if replay is not None:
+        timings["process_ms"] = _ms_since(started)
+        checkin_decide(
+            checkin_id=checkin_id, decision=0, reason=Reason.REPLAYED, person=person, timings=timings,
+            probe_embedding=probe, audit_detail=replay.detail(), **verdict,
+        )
+        return CheckIn.objects.get(pk=checkin_id)
     scores, timings["score_ms"] = inference.score(face.embedding, selectors.embeddings_matrix(references))
     # Decide on the MEAN score over the person's references, not the best one: taking the best of k
     # references gives a stranger k chances (siamese-lfw-1.0.0, LFW fold-8 people, 3 references:
@@ -156,6 +175,7 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
         score=decision_score,
         best_reference_id=references[best].pk,
         timings=timings,
+        probe_embedding=probe,
         **verdict,
     )
     return CheckIn.objects.get(pk=checkin_id)
@@ -166,10 +186,19 @@ def _ms_since(start: float) -> float:
 
 
 def _decide_zero(
-    checkin_id: int, reason: str, person: Person | None, timings: dict[str, float], started: float, verdict: dict[str, Any]
+    checkin_id: int,
+    reason: str,
+    person: Person | None,
+    timings: dict[str, float],
+    started: float,
+    verdict: dict[str, Any],
+    audit_detail: dict[str, Any] | None = None,
 ) -> CheckIn:
     timings["process_ms"] = _ms_since(started)
-    checkin_decide(checkin_id=checkin_id, decision=0, reason=reason, person=person, timings=timings, **verdict)
+    checkin_decide(
+        checkin_id=checkin_id, decision=0, reason=reason, person=person, timings=timings, audit_detail=audit_detail,
+        **verdict,
+    )
     return CheckIn.objects.get(pk=checkin_id)
 
 
@@ -185,6 +214,8 @@ def checkin_decide(
     model_version: str = "",
     best_reference_id: int | None = None,
     timings: dict[str, float] | None = None,
+    probe_embedding: bytes | None = None,
+    audit_detail: dict[str, Any] | None = None,
 ) -> bool:
     """Write the decision and its audit entry in one transaction. False if already decided/failed.
 
@@ -218,6 +249,7 @@ def checkin_decide(
         model_version=model_version,
         best_reference_id=best_reference_id,
         timings=timings,
+        probe_embedding=probe_embedding,
         decided_at=now,
         updated_at=now,
         last_error="",
@@ -233,6 +265,7 @@ def checkin_decide(
         model_version=model_version,
         processing_ms=timings.get("total_ms"),
         detail={"timings": timings, "best_reference_id": best_reference_id}
+        | (audit_detail or {})
         | ({"superseded": superseded} if superseded else {}),
     )
     if decision == 0:

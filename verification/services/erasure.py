@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from verification.audit import audit_append, audit_pseudonymise
-from verification.models import AuditEntry, CheckIn, Lockout, Person
+from verification.models import AuditEntry, CheckIn, Lockout, LockoutSubject, Person
 from verification.services.enrolment import reference_delete
 
 PSEUDONYM_PREFIX = "erased-"
@@ -44,8 +44,11 @@ def person_erase(*, person: Person, operator: str) -> AuditEntry:
         checkin.snapshot.storage.delete(checkin.snapshot.name)
         files_deleted += 1
     CheckIn.objects.filter(pk__in=checkin_ids).update(
-        claimed_external_id=pseudonym, person=None, snapshot="", snapshot_purged_at=now, updated_at=now
+        claimed_external_id=pseudonym, person=None, snapshot="", snapshot_purged_at=now, updated_at=now,
+        probe_embedding=None,  # derived from the snapshot (issue 9, item 7)
     )
+    # The lock row of the claimed ID (issue 9, item 5) holds nothing else: it goes.
+    LockoutSubject.objects.filter(scope=Lockout.Scope.PERSON, key=external_id).delete()
     Lockout.objects.filter(scope=Lockout.Scope.PERSON, key=external_id).update(
         key=pseudonym, label=pseudonym, updated_at=now
     )

@@ -48,7 +48,9 @@ def retention_apply(*, now: datetime | None = None) -> RetentionReport:
     expired = CheckIn.objects.filter(created_at__lt=snapshot_cutoff).exclude(snapshot="")
     for checkin in expired.only("pk", "snapshot").iterator(chunk_size=500):
         checkin.snapshot.storage.delete(checkin.snapshot.name)
-        CheckIn.objects.filter(pk=checkin.pk).update(snapshot="", snapshot_purged_at=now, updated_at=now)
+        CheckIn.objects.filter(pk=checkin.pk).update(
+            snapshot="", snapshot_purged_at=now, updated_at=now, probe_embedding=None  # derived from the snapshot
+        )
         report.snapshot_checkin_ids.append(checkin.pk)
 
     reference_cutoff = now - timedelta(days=settings.RETENTION_REJECTED_REFERENCE_DAYS)
