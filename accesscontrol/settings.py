@@ -29,6 +29,11 @@ Environment variables (default in brackets):
 - ``CHECKIN_SWEEP_INTERVAL_SECONDS`` [60]: how often ``celery -A accesscontrol beat`` runs that sweep.
 - ``CHECKIN_MAX_ATTEMPTS`` [5]: processing attempts (transient errors) before a check-in is marked failed.
 - ``API_RATE_LIMIT`` [``120/min``]: requests per device token (DRF throttle syntax).
+- ``CACHE_URL`` [the broker's URL when it is Redis]: the Redis that holds throttle and login counters for
+  every process; local memory (per process) only without a broker.
+- ``ADMIN_LOGIN_MAX_FAILURES`` [5] / ``ADMIN_LOGIN_WINDOW_SECONDS`` [900]: failed admin logins per user name
+  and address that refuse further tries until the window ends.
+- ``CLIENT_IP_HEADER`` [empty: ``REMOTE_ADDR``]: header with the client's address behind a reverse proxy.
 - ``SECURE_SSL_REDIRECT`` [off]: redirect HTTP to HTTPS.
 - ``SECURE_PROXY_SSL_HEADER`` [empty]: set to ``HTTP_X_FORWARDED_PROTO`` behind a TLS-terminating proxy.
 - ``SESSION_COOKIE_SECURE`` / ``CSRF_COOKIE_SECURE`` [on when DEBUG is off]: cookies over HTTPS only.
@@ -249,6 +254,40 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("REEMBED_SWEEP_INTERVAL_SECONDS", 300, minimum=1)),
     },
 }
+
+# --- Shared cache: throttles and login counters (issue 9, item 8), see verification/ratelimits.py ---
+# CACHE_URL [the broker's URL when it is Redis; empty without a broker]: redis://, rediss:// or unix://
+# for the Redis every process shares. Local memory (counts per process) only without a broker, the
+# laptop default; a broker that is not Redis needs an explicit CACHE_URL.
+_cache_url = env_str("CACHE_URL", "")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+if not _cache_url and _broker_url.startswith(_REDIS_SCHEMES):
+    _cache_url = _broker_url
+if _cache_url.startswith(_REDIS_SCHEMES):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "accesscontrol",
+            # A Redis that is down fails the request quickly instead of hanging it.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+elif _cache_url or _broker_url:
+    raise ImproperlyConfigured(
+        "CACHE_URL must be a redis://, rediss:// or unix:// URL, and set when CELERY_BROKER_URL is not "
+        "Redis (throttle and login counters must be shared by every process)."
+    )
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "accesscontrol"}}
+
+# ADMIN_LOGIN_MAX_FAILURES [5] failed admin logins for one user name from one address within
+# ADMIN_LOGIN_WINDOW_SECONDS [900] refuse that pair until the window ends (verification/login_throttle.py).
+# CLIENT_IP_HEADER [empty: REMOTE_ADDR]: behind a reverse proxy, the request header holding the client's
+# address (e.g. HTTP_X_REAL_IP); the proxy must overwrite it, or a client could pick its own address.
+ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5, minimum=1)
+ADMIN_LOGIN_WINDOW_SECONDS = env_int("ADMIN_LOGIN_WINDOW_SECONDS", 900, minimum=1)
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "")
 
 # --- REST API ---
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")

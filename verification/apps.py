@@ -5,3 +5,11 @@ class VerificationConfig(AppConfig):
     name = "verification"
     verbose_name = "Face verification"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.contrib import admin
+
+        from verification.login_throttle import ThrottledAdminAuthenticationForm
+
+        # Failed admin logins are counted per user name and address in the shared cache (issue 9, item 8).
+        admin.site.login_form = ThrottledAdminAuthenticationForm
