@@ -1,7 +1,9 @@
 """Django admin: enrolment (people + inline reference photos), devices, check-ins, the audit log.
 
 Admin classes hold no rules: every write goes through ``services``. The audit log is read-only for
-everyone, superusers included.
+everyone, superusers included. Who may do what comes from ``verification.roles``: every action names
+the permission it needs, and biometric images (thumbnails, links) are shown only to users who may view
+that kind of image (issue 9, item 2).
 """
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from verification import selectors, services
+from verification import roles, selectors, services
+from verification.audit import audit_verify
 from verification.errors import DomainError, InvalidImage
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Lockout, Person, ReferenceImage
@@ -28,7 +32,10 @@ THUMB_PX = 96
 
 
 def thumbnail(file, *, size: int = THUMB_PX, alt: str = "") -> str:  # noqa: ANN001 - FieldFile or None
-    """An <img> of a stored image through the staff-only media view, or a dash."""
+    """An <img> of a stored image through the staff-only media view, or a dash.
+
+    Callers show it only to users who may view that kind of image (``roles.may_view_image``).
+    """
     if not file:
         return "-"
     url = reverse("media", kwargs={"path": file.name})
@@ -66,6 +73,14 @@ class ReferenceImageForm(forms.ModelForm):
         return image
 
 
+def _may_view_reference_photos(request: HttpRequest) -> bool:
+    return request.user.has_perm(roles.perm(roles.VIEW_REFERENCE_PHOTOS))
+
+
+def _may_view_snapshots(request: HttpRequest) -> bool:
+    return request.user.has_perm(roles.perm(roles.VIEW_SNAPSHOTS))
+
+
 class ReferenceImageInline(admin.TabularInline):
     model = ReferenceImage
     form = ReferenceImageForm
@@ -73,6 +88,17 @@ class ReferenceImageInline(admin.TabularInline):
     fields = ["image", "photo", "face", "status", "reason", "embedding_model", "created_at"]
     # An uploaded photo is never replaced in place: delete it and upload another.
     readonly_fields = ["photo", "face", "status", "reason", "embedding_model", "created_at"]
+
+    def get_fields(self, request: HttpRequest, obj: Person | None = None) -> list[str]:
+        fields = super().get_fields(request, obj)
+        if _may_view_reference_photos(request):
+            return fields
+        # No thumbnail, no aligned face, no link to the stored file (its widget would show one).
+        return [name for name in fields if name not in ("image", "photo", "face")]
+
+    def has_add_permission(self, request: HttpRequest, obj: Person | None = None) -> bool:
+        # Uploading a reference photo needs the right to see one: the inline's image column is hidden otherwise.
+        return super().has_add_permission(request, obj) and _may_view_reference_photos(request)
 
     @admin.display(description="Embedding model")
     def embedding_model(self, obj: ReferenceImage) -> str:
@@ -177,7 +203,7 @@ class PersonAdmin(admin.ModelAdmin):
 
     @admin.action(
         description="Erase the selected people (photos, embeddings, snapshots; audit pseudonymised)",
-        permissions=["delete"],
+        permissions=["erase"],
     )
     def erase_people(self, request: HttpRequest, queryset: QuerySet[Person]) -> None:
         receipts = [services.person_erase(person=person, operator=request.user.get_username()) for person in queryset]
@@ -185,6 +211,9 @@ class PersonAdmin(admin.ModelAdmin):
             request,
             f"Erased {len(receipts)} person(s); receipts are audit entries {[receipt.seq for receipt in receipts]}.",
         )
+
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(roles.perm(roles.ERASE_PEOPLE))
 
     def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:  # noqa: ANN001
         if formset.model is not ReferenceImage:
@@ -240,6 +269,19 @@ class DeviceAdmin(admin.ModelAdmin):
         # The name identifies the device in the audit log; tokens change through the actions.
         return [*self.readonly_fields, "name"] if obj is not None else self.readonly_fields
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Adding a device issues its first token.
+        return super().has_add_permission(request) and self.has_issue_token_permission(request)
+
+    def has_issue_token_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(roles.perm(roles.ISSUE_DEVICE_TOKENS))
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(roles.perm(roles.REVOKE_DEVICES))
+
+    def has_reinstate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(roles.perm(roles.REINSTATE_DEVICES))
+
     def save_model(self, request: HttpRequest, obj: Device, form, change: bool) -> None:  # noqa: ANN001
         if change:
             return  # Nothing on an existing device is editable here.
@@ -255,13 +297,15 @@ class DeviceAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Revoke the selected devices' tokens")
+    @admin.action(description="Revoke the selected devices' tokens", permissions=["revoke"])
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         for device in queryset:
             services.device_revoke(device=device, operator=request.user.get_username())
         messages.success(request, f"Revoked {queryset.count()} device token(s).")
 
-    @admin.action(description="Issue new tokens (the old ones stop working; not for revoked devices)")
+    @admin.action(
+        description="Issue new tokens (the old ones stop working; not for revoked devices)", permissions=["issue_token"]
+    )
     def issue_new_tokens(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         for device in queryset:
             try:
@@ -272,7 +316,7 @@ class DeviceAdmin(admin.ModelAdmin):
                 self._show_token_once(request, device, token)
 
     @admin.action(
-        description="Reinstate the selected revoked devices (new token; audited)", permissions=["change"]
+        description="Reinstate the selected revoked devices (new token; audited)", permissions=["reinstate"]
     )
     def reinstate_devices(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         for device in queryset:
@@ -306,6 +350,11 @@ class CheckInAdmin(ReadOnlyAdmin):
     list_select_related = ["device"]
     date_hierarchy = "created_at"
 
+    def get_fields(self, request: HttpRequest, obj: CheckIn | None = None) -> list[str]:
+        fields = super().get_fields(request, obj)
+        # The snapshot's link leads to a biometric image: shown only with the permission to view snapshots.
+        return fields if _may_view_snapshots(request) else [name for name in fields if name != "snapshot"]
+
 
 # --- Lockouts (attempt limiting): read-only, ended early by the unlock action ------------------
 
@@ -328,8 +377,8 @@ class LockoutAdmin(ReadOnlyAdmin):
         return obj.unlocked_at is None and obj.locked_until > timezone.now()
 
     def has_unlock_permission(self, request: HttpRequest) -> bool:
-        # Unlocking changes who may try again: staff allowed to view lockouts, as for the audit log.
-        return request.user.is_active and request.user.is_staff
+        # Unlocking changes who may try again: its own permission, not merely the right to see lockouts.
+        return request.user.has_perm(roles.perm(roles.UNLOCK_LOCKOUTS))
 
     @admin.action(description="Unlock the selected lockouts now", permissions=["unlock"])
     def unlock(self, request: HttpRequest, queryset: QuerySet[Lockout]) -> None:
@@ -437,34 +486,87 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     def score_display(self, obj: AuditEntry) -> str:
         return "-" if obj.score is None else f"{obj.score:.3f}"
 
+    def get_fields(self, request: HttpRequest, obj: AuditEntry | None = None) -> list[str]:
+        # Biometric images only for those who may view them: both, the snapshot alone, the reference alone, none.
+        images = {
+            (True, True): "images", (True, False): "images_snapshot", (False, True): "images_reference",
+        }.get((_may_view_snapshots(request), _may_view_reference_photos(request)))
+        return [name if name != "images" else images for name in self.fields if name != "images" or images]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AuditEntry | None = None) -> list[str]:
+        return self.get_fields(request, obj)
+
     @admin.display(description="Snapshot and best-matching reference")
     def images(self, obj: AuditEntry) -> str:
+        return self._images(obj, snapshot=True, reference=True)
+
+    @admin.display(description="Snapshot")
+    def images_snapshot(self, obj: AuditEntry) -> str:
+        return self._images(obj, snapshot=True, reference=False)
+
+    @admin.display(description="Best-matching reference")
+    def images_reference(self, obj: AuditEntry) -> str:
+        return self._images(obj, snapshot=False, reference=True)
+
+    def _images(self, obj: AuditEntry, *, snapshot: bool, reference: bool) -> str:
         checkin = CheckIn.objects.filter(pk=obj.checkin_id).select_related("best_reference").first()
         if checkin is None:
             return "(check-in deleted)"
-        if checkin.snapshot_purged_at is not None:
-            snapshot = f"removed {checkin.snapshot_purged_at:%Y-%m-%d} (retention or erasure)"
-        else:
-            snapshot = thumbnail(checkin.snapshot, size=240, alt="snapshot")
-        cells = [("Snapshot", snapshot)]
-        if checkin.best_reference is not None:
+        cells = []
+        if snapshot and checkin.snapshot_purged_at is not None:
+            cells.append(("Snapshot", f"removed {checkin.snapshot_purged_at:%Y-%m-%d} (retention or erasure)"))
+        elif snapshot:
+            cells.append(("Snapshot", thumbnail(checkin.snapshot, size=240, alt="snapshot")))
+        if reference and checkin.best_reference is not None:
             cells.append(("Best reference", thumbnail(checkin.best_reference.image, size=240, alt="reference")))
             cells.append(("Aligned reference face", thumbnail(checkin.best_reference.face_crop, size=120, alt="face")))
+        if not cells:
+            return "-"
         return format_html(
             '<div style="display:flex;gap:16px">{}</div>',
             format_html_join("", '<figure style="margin:0">{}<figcaption>{}</figcaption></figure>',
                              ((image, label) for label, image in cells)),
         )
 
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request) and request.user.has_perm(roles.perm(roles.EXPORT_AUDIT))
+
+    def has_verify_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(roles.perm(roles.VERIFY_AUDIT_CHAIN))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "has_export_permission": self.has_export_permission(request),
+            "has_verify_permission": self.has_verify_permission(request),
+        }
+        return super().changelist_view(request, extra_context)
+
     def get_urls(self):  # noqa: ANN201
         export = path(
             "export.csv", self.admin_site.admin_view(self.export_csv), name="verification_auditentry_export"
         )
-        return [export, *super().get_urls()]
+        verify = path("verify/", self.admin_site.admin_view(self.verify_chain), name="verification_auditentry_verify")
+        return [export, verify, *super().get_urls()]
+
+    def verify_chain(self, request: HttpRequest) -> HttpResponse:
+        """Walk the hash chain (as ``manage.py verify_audit_log``) and report on the audit list."""
+        if request.method != "POST":
+            return redirect("admin:verification_auditentry_changelist")
+        if not self.has_verify_permission(request):
+            raise PermissionDenied
+        checked, broken = audit_verify()
+        if broken is None:
+            messages.success(request, f"Audit chain intact: {checked} entries verified.")
+        else:
+            messages.error(
+                request, f"Audit chain BROKEN at entry {broken.seq}: {broken.problem} ({checked} entries verified before it)."
+            )
+        return redirect("admin:verification_auditentry_changelist")
 
     def export_csv(self, request: HttpRequest) -> HttpResponse:
         """The changelist's current filters and search, as CSV (streamed)."""
-        if not self.has_view_permission(request):
+        if not self.has_export_permission(request):
             raise PermissionDenied
         queryset = self.get_changelist_instance(request).get_queryset(request)
         writer = csv.writer(_Echo())
