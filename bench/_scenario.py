@@ -186,7 +186,9 @@ def machine() -> dict:
                                 text=True, check=False).stdout.strip()
     except OSError:
         commit = ""
-    manifest = json.loads((REPO_ROOT / "ml" / "models" / "siamese-lfw" / "manifest.json").read_text())
+    from ml.inference import SHIPPED_MODEL_DIR
+
+    manifest = json.loads((SHIPPED_MODEL_DIR / "manifest.json").read_text())
     import os
 
     return {

@@ -126,29 +126,42 @@ SIZE_SWEEP: tuple[Condition, ...] = tuple(
 """Face widths for the accuracy-versus-size curve that sets ``ml.align.MIN_FACE_PX``."""
 
 
-def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | None = None) -> tuple[np.ndarray, list[str]]:
+def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | None = None,
+                    batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
     """Each frame through detection + face policy + alignment + embedding: (N, D) (zero rows for
     unusable frames) and the reason per frame ('' when usable). ``min_face_px`` overrides the
-    policy's verification minimum (the size sweep measures below it)."""
-    from ml.align import MIN_DETECT_FACE_PX, align_face, choose_principal_face, detect_faces, extract_face
+    policy's verification minimum (the size sweep measures below it).
+
+    Same-sized frames are detected in batches (one MTCNN call each), exactly as
+    :func:`ml.align.find_principal_face` does one frame: the first search down to
+    ``RIVAL_SEARCH_FACE_PX``, a second one down to ``MIN_DETECT_FACE_PX`` only for frames where
+    the first found no confident face.
+    """
+    from ml import align
     from ml.errors import FaceError
 
-    def crop(frame: np.ndarray) -> np.ndarray:
-        if min_face_px is None:
-            return extract_face(frame)
-        faces = detect_faces(frame, min_face_px=MIN_DETECT_FACE_PX)
-        return align_face(frame, choose_principal_face(faces, min_face_px=min_face_px).landmarks)
-
-    crops, reasons = [], []
-    for frame in frames:
-        try:
-            crops.append(crop(frame))
-            reasons.append("")
-        except FaceError as exc:
-            crops.append(np.zeros((100, 100, 3), np.uint8))
-            reasons.append(exc.reason)
-    embeddings = model.embed(np.stack(crops)) if crops else np.zeros((0, model.embedding_dim), np.float32)
-    usable = np.array([r == "" for r in reasons])
+    policy_min = align.MIN_FACE_PX if min_face_px is None else min_face_px
+    crops: list[np.ndarray | None] = [None] * len(frames)
+    reasons = [""] * len(frames)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, frame in enumerate(frames):
+        by_shape.setdefault(frame.shape, []).append(i)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            found = align.detect_faces_batch([frames[i] for i in chunk], min_face_px=align.RIVAL_SEARCH_FACE_PX)
+            for i, faces in zip(chunk, found):
+                if not any(f.confidence >= align.MIN_CONFIDENCE for f in faces):
+                    faces = align.detect_faces(frames[i], min_face_px=align.MIN_DETECT_FACE_PX)
+                try:
+                    face = align.choose_principal_face(faces, min_face_px=policy_min)
+                    crops[i] = align.align_face(frames[i], face.landmarks)
+                except FaceError as exc:
+                    reasons[i] = exc.reason
+    blank = np.zeros((100, 100, 3), np.uint8)
+    stacked = np.stack([c if c is not None else blank for c in crops]) if frames else np.zeros((0, 100, 100, 3), np.uint8)
+    embeddings = model.embed(stacked) if len(stacked) else np.zeros((0, model.embedding_dim), np.float32)
+    usable = np.array([r == "" for r in reasons], dtype=bool)
     embeddings[~usable] = 0.0
     return embeddings, reasons
 
@@ -192,24 +205,30 @@ def run_suite(
     row_of = {p: i for i, p in enumerate(paths)}
     listed_rows = np.array([(row_of[pair.path_a], row_of[pair.path_b]) for pair in protocol.test_pairs])
     listed_same = np.array([pair.same for pair in protocol.test_pairs])
+    # Probes: the first photo of every listed test pair, transformed; references: every photo, clean.
+    probe_rows = np.unique(listed_rows[:, 0])
     rng_others = np.random.default_rng([seed, 23])
     report: dict[str, object] = {
-        "threshold": threshold, "images": len(paths), "people": int(len(set(people.tolist()))),
-        "per_person_cap": per_person, "reference_unusable": int((~ref_ok).sum()), "conditions": {},
+        "threshold": threshold, "images": len(paths), "probes": int(len(probe_rows)),
+        "people": int(len(set(people.tolist()))), "per_person_cap": per_person,
+        "reference_unusable": int((~ref_ok).sum()), "conditions": {},
     }
     for condition in conditions:
         rng = np.random.default_rng([seed, 29, len(condition.name)])
         frames = []
-        for i, photo in enumerate(photos):
-            other = i
+        for i in probe_rows:
+            other = int(i)
             while people[other] == people[i]:
                 other = int(rng_others.integers(0, len(photos)))
-            frames.append(condition.apply(photo, photos[other], rng))
-        probe_emb, probe_reasons = door_embeddings(model, frames, min_face_px=min_face_px)
-        probe_ok = np.array([r == "" for r in probe_reasons])
+            frames.append(condition.apply(photos[i], photos[other], rng))
+        embedded, probe_reasons = door_embeddings(model, frames, min_face_px=min_face_px)
+        probe_emb = np.zeros_like(reference_emb)
+        probe_emb[probe_rows] = embedded
+        probe_ok = np.zeros(len(paths), dtype=bool)
+        probe_ok[probe_rows] = [r == "" for r in probe_reasons]
         report["conditions"][condition.name] = {
             "description": condition.description,
-            **_condition_report(model, probe_emb, probe_ok, probe_reasons, reference_emb, ref_ok, people,
+            **_condition_report(model, probe_emb, probe_ok, probe_rows, probe_reasons, reference_emb, ref_ok, people,
                                 listed_rows, listed_same, threshold),
         }
         log.info("robustness %s: %s", condition.name, {k: v for k, v in report["conditions"][condition.name].items()
@@ -233,10 +252,11 @@ def smallest_reliable_width(sweep: dict[str, object], clean: dict[str, object], 
     return chosen
 
 
-def _condition_report(model, probe_emb, probe_ok, probe_reasons, ref_emb, ref_ok, people, listed_rows, listed_same, threshold):
+def _condition_report(model, probe_emb, probe_ok, probe_rows, probe_reasons, ref_emb, ref_ok, people, listed_rows,
+                      listed_same, threshold):
     from collections import Counter
 
-    n = len(people)
+    n = len(probe_rows)
     unusable = Counter(r for r in probe_reasons if r)
     # Listed pairs: the first image is the (transformed) probe, the second the clean reference.
     a, b = listed_rows[:, 0], listed_rows[:, 1]
@@ -259,9 +279,10 @@ def _condition_report(model, probe_emb, probe_ok, probe_reasons, ref_emb, ref_ok
         impostor_trials += int(other.sum())
         genuine_accepts += int((row[same] >= threshold).sum())
         genuine_trials += int(same.sum())
-    unusable_own = int((~probe_ok).sum())
+    unusable_rows = probe_rows[~probe_ok[probe_rows]]
+    unusable_own = int(len(unusable_rows))
     # A probe with no usable face is refused at the door: count its genuine trials as rejects.
-    for p in np.flatnonzero(~probe_ok):
+    for p in unusable_rows:
         genuine_trials += int(((people[refs] == people[p]) & (refs != p)).sum())
     from ml.largescale import wilson_interval
 
