@@ -6,13 +6,16 @@ secret key and no open host list: the process refuses to start without them.
 Environment variables (default in brackets):
 
 - ``DEBUG`` [off]: development mode. Enables the dev-only defaults below.
-- ``SECRET_KEY`` [required when DEBUG is off; a fixed dev key when on, or under pytest]: Django's
-  signing key.
+- ``SECRET_KEY`` [required when DEBUG is off; a fixed dev key when on]: Django's signing key.
 - ``ALLOWED_HOSTS`` [required when DEBUG is off; ``localhost,127.0.0.1,[::1],testserver`` when on]:
   comma-separated host names.
 - ``CSRF_TRUSTED_ORIGINS`` [empty]: comma-separated origins (``https://door.example.org``) for the admin
   behind a TLS proxy.
-- ``DATABASE_URL`` [``sqlite:///<repo>/db.sqlite3``]: e.g. ``postgres://user:pass@db:5432/accesscontrol``.
+- ``DATABASE_URL`` [``sqlite:///<repo>/db.sqlite3``]: e.g. ``postgres://user:pass@db:5432/accesscontrol``
+  (percent-encode reserved characters in the password), or instead:
+- ``POSTGRES_HOST`` [unset] with ``POSTGRES_PORT`` [5432], ``POSTGRES_DB`` [accesscontrol],
+  ``POSTGRES_USER`` [accesscontrol] and ``POSTGRES_PASSWORD`` [required with ``POSTGRES_HOST``]: the parts,
+  any characters allowed (the URL is built with each part percent-encoded).
 - ``DATABASE_CONN_MAX_AGE`` [60]: seconds a database connection is reused.
 - ``CELERY_BROKER_URL`` [empty]: e.g. ``redis://redis:6379/0``. Empty runs tasks in-process
   (``CELERY_TASK_ALWAYS_EAGER``), which is only sensible on a laptop.
@@ -47,8 +50,8 @@ subdomain is HTTPS-only; without them the check passes at its default level with
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from urllib.parse import quote
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -58,11 +61,12 @@ from accesscontrol.env import env_bool, env_choice, env_float, env_int, env_list
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
-# pytest exports PYTEST_VERSION for its whole run (before any settings import). A test session gets
-# the throwaway development secret and hosts, but keeps DEBUG off so tests see production behaviour.
-_DEV_DEFAULTS = DEBUG or "PYTEST_VERSION" in os.environ
+# Development defaults (the fixed key, local hosts) only with DEBUG on: nothing else in the environment
+# turns them on (a stray PYTEST_VERSION used to, issue 9, item 9). The test run sets its own throwaway
+# key and hosts in tests/settings.py and keeps DEBUG off, so tests see production behaviour.
+_DEV_DEFAULTS = DEBUG
 
-# A fixed key is only tolerable for a laptop or a test run; production must provide its own.
+# A fixed key is only tolerable for a laptop; production must provide its own.
 _DEV_SECRET_KEY = "dev-only-insecure-key-never-used-when-debug-is-off-0123456789"
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY if _DEV_DEFAULTS else None, required=not _DEV_DEFAULTS)
 
@@ -112,9 +116,23 @@ TEMPLATES = [
     },
 ]
 
+# DATABASE_URL, or its parts (POSTGRES_*, compose passes these): a password is never pasted into a URL
+# unescaped, where "/", "@" or "#" would break or misparse it (issue 9, item 9).
+_database_url = env_str("DATABASE_URL", "")
+_postgres_host = env_str("POSTGRES_HOST", "")
+if _database_url and _postgres_host:
+    raise ImproperlyConfigured("Set DATABASE_URL or POSTGRES_HOST (with the other POSTGRES_* parts), not both.")
+if _postgres_host:
+    _database_url = "postgres://{user}:{password}@{host}:{port}/{name}".format(
+        user=quote(env_str("POSTGRES_USER", "accesscontrol"), safe=""),
+        password=quote(env_str("POSTGRES_PASSWORD", required=True), safe=""),
+        host=f"[{_postgres_host}]" if ":" in _postgres_host else quote(_postgres_host, safe=""),
+        port=env_int("POSTGRES_PORT", 5432, minimum=1, maximum=65535),
+        name=quote(env_str("POSTGRES_DB", "accesscontrol"), safe=""),
+    )
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        _database_url or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
     )
 }

@@ -33,8 +33,8 @@ def _command(service: dict) -> list[str]:
     return command
 
 
-def test_compose_defines_web_worker_broker_database_and_migration(services: dict) -> None:
-    assert set(services) == {"db", "redis", "migrate", "web", "worker", "beat"}
+def test_compose_defines_web_worker_broker_database_migration_and_proxy(services: dict) -> None:
+    assert set(services) == {"db", "redis", "migrate", "web", "worker", "beat", "proxy"}
 
 
 @pytest.mark.parametrize("name", ["db", "redis", "web", "worker"])
@@ -73,7 +73,11 @@ def test_web_worker_beat_and_migrate_share_one_image_and_one_environment(service
     assert {service["image"] for service in app_services} == {"accesscontrol:latest"}
     assert {service["build"] for service in app_services} == {"."}
     environments = [service["environment"] for service in app_services]
-    assert all(environment == environments[0] for environment in environments)
+    assert all(environment == environments[0] for environment in environments[:3])
+    # migrate alone connects as the database owner (issue 9, item 9); everything else is the same.
+    credentials = {"POSTGRES_USER", "POSTGRES_PASSWORD"}
+    migrate = {key: value for key, value in environments[3].items() if key not in credentials}
+    assert migrate == {key: value for key, value in environments[0].items() if key not in credentials}
 
 
 @pytest.mark.parametrize("name", ["web", "worker", "beat", "migrate"])
@@ -85,7 +89,7 @@ def test_environment_is_production_with_a_required_secret(services: dict) -> Non
     env = services["web"]["environment"]
     assert env["DEBUG"] == "0"
     assert env["SECRET_KEY"].startswith("${SECRET_KEY:?"), "compose must refuse to start without SECRET_KEY"
-    assert "@db:5432/" in env["DATABASE_URL"] and env["DATABASE_URL"].startswith("postgres://")
+    assert env["POSTGRES_HOST"] == "db" and "DATABASE_URL" not in env, "settings build the URL from the parts"
     assert env["CELERY_BROKER_URL"].startswith("redis://redis:6379/")
 
 
