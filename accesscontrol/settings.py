@@ -207,6 +207,12 @@ REPLAY_WINDOW_SECONDS = env_int("REPLAY_WINDOW_SECONDS", 600, minimum=0)
 RETENTION_SNAPSHOT_DAYS = env_int("RETENTION_SNAPSHOT_DAYS", 30, minimum=1)
 RETENTION_REJECTED_REFERENCE_DAYS = env_int("RETENTION_REJECTED_REFERENCE_DAYS", 7, minimum=1)
 
+# --- Media reconciliation (issue 9, item 10), see verification/services/media.py ---
+# MEDIA_CHECK_INTERVAL_SECONDS [86400] (beat schedule below): how often a worker reports media files no
+# row owns and rows whose file is missing (WARNING; deletes nothing). `manage.py check_media --delete`
+# removes orphans older than MEDIA_ORPHAN_GRACE_SECONDS [3600] (younger ones may be mid-upload).
+MEDIA_ORPHAN_GRACE_SECONDS = env_int("MEDIA_ORPHAN_GRACE_SECONDS", 3600, minimum=0)
+
 # --- Device tokens, see verification/api/authentication.py ---
 # DEVICE_TOKEN_MAX_AGE_DAYS [0: off]: a device token older than this many days is refused (401) until
 # an operator issues a new one. None when off.
@@ -266,6 +272,10 @@ CELERY_BEAT_SCHEDULE = {
     "apply-retention": {
         "task": "verification.tasks.retention_task",
         "schedule": float(env_int("RETENTION_INTERVAL_SECONDS", 3600, minimum=1)),
+    },
+    "check-media": {
+        "task": "verification.tasks.media_check_task",
+        "schedule": float(env_int("MEDIA_CHECK_INTERVAL_SECONDS", 86_400, minimum=1)),
     },
     "reembed-stale-references": {
         "task": "verification.tasks.reembed_stale_task",

@@ -89,6 +89,12 @@ def retention_task() -> dict[str, list[int]]:
 
 
 @shared_task
+def media_check_task() -> dict[str, list[str]]:
+    """For Celery beat: report (WARNING) media files no row owns and rows whose file is missing; deletes nothing."""
+    return services.media_check(delete=False).as_dict()
+
+
+@shared_task
 def reembed_stale_task() -> list[int]:
     """For Celery beat and worker start-up: queue a batch of references another model version embedded.
 

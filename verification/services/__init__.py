@@ -29,6 +29,7 @@ from verification.services.enrolment import (
     reference_fail,
 )
 from verification.services.erasure import person_erase
+from verification.services.media import MediaReport, media_check
 from verification.services.lockouts import lockout_active, lockout_blocking, lockout_note_refusal, lockout_release
 from verification.services.reembedding import (
     references_reembed_queue,
@@ -39,6 +40,7 @@ from verification.services.reembedding import (
 from verification.services.retention import RetentionReport, retention_apply
 
 __all__ = [
+    "MediaReport",
     "RetentionReport",
     "TRANSIENT_ERRORS",
     "checkin_decide",
@@ -56,6 +58,7 @@ __all__ = [
     "lockout_blocking",
     "lockout_note_refusal",
     "lockout_release",
+    "media_check",
     "person_create",
     "person_delete",
     "person_erase",
