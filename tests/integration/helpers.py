@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
+import struct
 import time
 from pathlib import Path
 
@@ -43,15 +45,33 @@ def wait_until_embedded(person: Person, timeout: float = DECISION_TIMEOUT_S) -> 
         time.sleep(0.2)
 
 
+_frame_numbers = itertools.count(1)
+
+
+def new_frame(jpeg: bytes) -> bytes:
+    """``jpeg`` as a new camera frame: the same pixels, different bytes.
+
+    A numbered JPEG comment (COM segment) goes in right after the start-of-image marker, so the decoded
+    image, the face and its embedding are exactly those of ``jpeg``, but the SHA-256 is new. A camera
+    never sends the same bytes twice; the same bytes again are refused ``replayed`` (issue 9, item 7).
+    """
+    if jpeg[:2] != b"\xff\xd8":
+        raise ValueError("new_frame() needs a JPEG")
+    comment = f"frame {next(_frame_numbers)} of pid {os.getpid()}".encode()
+    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + jpeg[2:]
+
+
 def plain_jpeg(size: tuple[int, int] = (640, 480)) -> bytes:
-    """A valid door-camera-sized JPEG with no face in it."""
+    """A valid door-camera-sized JPEG with no face in it; a new frame (new bytes) on every call."""
     buffer = io.BytesIO()
     Image.new("RGB", size, (90, 110, 130)).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
+    return new_frame(buffer.getvalue())
 
 
 def post_checkin(client: APIClient, *, person: str, snapshot: Path | bytes, wait: float = 0):
-    data = snapshot if isinstance(snapshot, bytes) else snapshot.read_bytes()
+    """Post a check-in. A fixture photo (``Path``) goes as a new frame each time (``new_frame``); ``bytes``
+    go exactly as given, so a test that means to send the same bytes twice passes them itself."""
+    data = snapshot if isinstance(snapshot, bytes) else new_frame(snapshot.read_bytes())
     upload = SimpleUploadedFile("snapshot.jpg", data, content_type="image/jpeg")
     return client.post("/api/v1/checkins/", {"snapshot": upload, "person": person, "wait": wait}, format="multipart")
 

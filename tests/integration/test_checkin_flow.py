@@ -7,11 +7,14 @@ the model never trained on; photos 1-2 are enrolled, photo 3 is the door snapsho
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.files import File
 from django.core.management import call_command
+from PIL import Image
 from rest_framework.test import APIClient
 
 from verification import services
@@ -24,6 +27,7 @@ from .helpers import (
     FIXTURE_FACES,
     decide,
     decision_audit,
+    new_frame,
     plain_jpeg,
     post_checkin,
     shipped_model_version,
@@ -100,6 +104,28 @@ def test_impostor_checkin_is_refused_with_no_match_and_audited(
     audit = decision_audit(checkin)
     assert (audit.decision, audit.reason, audit.person_external_id) == (0, "no_match", "EMP-A")
     assert audit.score == checkin.score
+
+
+def test_replayed_snapshot_and_reencoded_copy_are_refused_replayed(
+    door: APIClient, alice_and_bob: tuple[Person, Person]
+) -> None:
+    frame = new_frame((FIXTURE_FACES / "person_a_3.jpg").read_bytes())
+    _, first = decide(door, person="EMP-A", snapshot=frame)
+    assert (first.decision, first.reason) == (1, "")
+
+    # The very same bytes again (a recorded upload): refused before any face work.
+    _, again = decide(door, person="EMP-A", snapshot=frame)
+    assert (again.status, again.decision, again.reason, again.score) == ("decided", 0, "replayed", None)
+    assert decision_audit(again).detail["replay_of"] == first.pk
+
+    # The same photo re-encoded (new bytes, the same face): with the shipped model its embedding is within
+    # REPLAY_SIMILARITY_MAX of the first probe of EMP-A, so it is refused too, after embedding.
+    buffer = io.BytesIO()
+    Image.open(FIXTURE_FACES / "person_a_3.jpg").save(buffer, format="JPEG", quality=75)
+    _, copy = decide(door, person="EMP-A", snapshot=buffer.getvalue())
+    assert (copy.status, copy.decision, copy.reason, copy.score) == ("decided", 0, "replayed", None)
+    detail = decision_audit(copy).detail
+    assert detail["replay_of"] == first.pk and detail["similarity"] > settings.REPLAY_SIMILARITY_MAX
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,8 @@ def test_checkin_over_http_returns_the_workers_decision_within_wait(web_server: 
         status, first = http("GET", first["url"], token=token)
     assert (first["status"], first["decision"], first["reason"]) == ("decided", 0, "unknown_person")
 
-    # With the model loaded, `wait` holds the request until the worker has decided.
+    # With the model loaded, `wait` holds the request until the worker has decided. A new frame
+    # (plain_jpeg() makes new bytes per call): the same bytes again would be refused `replayed`.
     snapshot["snapshot"] = SimpleUploadedFile("door.jpg", plain_jpeg(), "image/jpeg")
     status, second = http("POST", f"{web_server.url}/api/v1/checkins/", token=token, fields={**snapshot, "wait": "10"})
     assert status == 200, second
