@@ -23,15 +23,15 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 FRAME = (480, 640)  # height, width of the door frames built around the photo
-LFW_FACE_PX = 110.0  # approximate face width in a 250x250 deep-funnelled LFW photo (MTCNN box)
+LFW_FACE_PX = 100.0  # fallback face side of a 250x250 deep-funnelled LFW photo; the suite measures each photo's
 
 
 @dataclass(frozen=True)
 class Condition:
     name: str
     description: str
-    apply: Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
-    """(photo, another person's photo, rng) -> frame (RGB uint8)."""
+    apply: Callable[[np.ndarray, np.ndarray, np.random.Generator, float], np.ndarray]
+    """(photo, another person's photo, rng, the photo's face side in px) -> frame (RGB uint8)."""
 
 
 def _noise_canvas(rng: np.random.Generator, shape: tuple[int, int] = FRAME) -> np.ndarray:
@@ -46,26 +46,26 @@ def _paste(canvas: np.ndarray, photo: np.ndarray, top: int, left: int) -> np.nda
     return canvas
 
 
-def _greyscale(photo, other, rng):
+def _greyscale(photo, other, rng, face_px=LFW_FACE_PX):
     grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 
-def _low_light(photo, other, rng):
+def _low_light(photo, other, rng, face_px=LFW_FACE_PX):
     x = photo.astype(np.float32) / 255.0
     x = np.power(x, 1.6) * 0.35  # dark, crushed shadows
     x = x + rng.normal(0, 0.015, size=x.shape)  # sensor noise at high gain
     return np.clip(x * 255.0, 0, 255).astype(np.uint8)
 
 
-def _low_contrast(photo, other, rng):
+def _low_contrast(photo, other, rng, face_px=LFW_FACE_PX):
     x = photo.astype(np.float32)
     return np.clip((x - x.mean()) * 0.35 + x.mean() + 25, 0, 255).astype(np.uint8)
 
 
 def _face_width(px: int):
-    def apply(photo, other, rng):
-        scale = px / LFW_FACE_PX
+    def apply(photo, other, rng, face_px=LFW_FACE_PX):
+        scale = px / face_px
         small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         canvas = _noise_canvas(rng)
         top = (FRAME[0] - small.shape[0]) // 2
@@ -76,14 +76,14 @@ def _face_width(px: int):
 
 
 def _jpeg(quality: int):
-    def apply(photo, other, rng):
+    def apply(photo, other, rng, face_px=LFW_FACE_PX):
         ok, data = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, quality])
         return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if ok else photo
 
     return apply
 
 
-def _off_centre(photo, other, rng):
+def _off_centre(photo, other, rng, face_px=LFW_FACE_PX):
     canvas = _noise_canvas(rng)
     h, w = photo.shape[:2]
     corner = rng.integers(0, 4)
@@ -92,7 +92,7 @@ def _off_centre(photo, other, rng):
     return _paste(canvas, photo, top, left)
 
 
-def _second_face(photo, other, rng):
+def _second_face(photo, other, rng, face_px=LFW_FACE_PX):
     canvas = _noise_canvas(rng)
     h, w = photo.shape[:2]
     top, left = (FRAME[0] - h) // 2, 40
@@ -101,12 +101,12 @@ def _second_face(photo, other, rng):
     return _paste(canvas, background, 30, FRAME[1] - background.shape[1] - 40)
 
 
-def _blur(photo, other, rng):
+def _blur(photo, other, rng, face_px=LFW_FACE_PX):
     return cv2.GaussianBlur(photo, (0, 0), 1.5)
 
 
 CONDITIONS: tuple[Condition, ...] = (
-    Condition("clean", "the LFW photo as it is", lambda p, o, r: p),
+    Condition("clean", "the LFW photo as it is", lambda p, o, r, f=LFW_FACE_PX: p),
     Condition("greyscale", "greyscale sensor (IR / cheap camera)", _greyscale),
     Condition("low_light", "dark exposure (gamma 1.6, x0.35) with sensor noise", _low_light),
     Condition("low_contrast", "contrast x0.35 (fog, glare, washed out)", _low_contrast),
@@ -129,7 +129,8 @@ SIZE_SWEEP: tuple[Condition, ...] = tuple(
 def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | None = None,
                     batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
     """Each frame through detection + face policy + alignment + embedding: (N, D) (zero rows for
-    unusable frames) and the reason per frame ('' when usable). ``min_face_px`` overrides the
+    unusable frames), the reason per frame ('' when usable) and the principal face's side in px
+    (NaN when none). ``min_face_px`` overrides the
     policy's verification minimum (the size sweep measures below it).
 
     Same-sized frames are detected in batches (one MTCNN call each), exactly as
@@ -143,6 +144,7 @@ def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | Non
     policy_min = align.MIN_FACE_PX if min_face_px is None else min_face_px
     crops: list[np.ndarray | None] = [None] * len(frames)
     reasons = [""] * len(frames)
+    sizes = np.full(len(frames), np.nan)
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, frame in enumerate(frames):
         by_shape.setdefault(frame.shape, []).append(i)
@@ -156,6 +158,7 @@ def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | Non
                 try:
                     face = align.choose_principal_face(faces, min_face_px=policy_min)
                     crops[i] = align.align_face(frames[i], face.landmarks)
+                    sizes[i] = face.size
                 except FaceError as exc:
                     reasons[i] = exc.reason
     blank = np.zeros((100, 100, 3), np.uint8)
@@ -163,7 +166,7 @@ def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | Non
     embeddings = model.embed(stacked) if len(stacked) else np.zeros((0, model.embedding_dim), np.float32)
     usable = np.array([r == "" for r in reasons], dtype=bool)
     embeddings[~usable] = 0.0
-    return embeddings, reasons
+    return embeddings, reasons, sizes
 
 
 def sample_images(people_of_images: dict[str, list[str]], *, per_person: int, seed: int) -> list[str]:
@@ -200,7 +203,8 @@ def run_suite(
     paths = sorted(set(sample_images(by_person, per_person=per_person, seed=seed)) | set(listed))
     people = np.array([person_of(p) for p in paths])
     photos = [decode_image((root / p).read_bytes()) for p in paths]
-    reference_emb, reference_reasons = door_embeddings(model, photos)
+    reference_emb, reference_reasons, face_sides = door_embeddings(model, photos)
+    face_sides = np.where(np.isfinite(face_sides), face_sides, np.nanmedian(face_sides) if np.isfinite(face_sides).any() else LFW_FACE_PX)
     ref_ok = np.array([r == "" for r in reference_reasons])
     row_of = {p: i for i, p in enumerate(paths)}
     listed_rows = np.array([(row_of[pair.path_a], row_of[pair.path_b]) for pair in protocol.test_pairs])
@@ -220,8 +224,8 @@ def run_suite(
             other = int(i)
             while people[other] == people[i]:
                 other = int(rng_others.integers(0, len(photos)))
-            frames.append(condition.apply(photos[i], photos[other], rng))
-        embedded, probe_reasons = door_embeddings(model, frames, min_face_px=min_face_px)
+            frames.append(condition.apply(photos[i], photos[other], rng, float(face_sides[i])))
+        embedded, probe_reasons, _ = door_embeddings(model, frames, min_face_px=min_face_px)
         probe_emb = np.zeros_like(reference_emb)
         probe_emb[probe_rows] = embedded
         probe_ok = np.zeros(len(paths), dtype=bool)

@@ -31,14 +31,14 @@ def test_conditions_reach_the_door_policy_as_a_real_camera_would(photos):
     rng = np.random.default_rng(0)
     frames = [by_name[name].apply(photos[0], photos[1], rng) for name in ("clean", "face_40px", "second_face", "greyscale")]
     model = ml.load_model()
-    embeddings, reasons = door_embeddings(model, frames)
+    embeddings, reasons, sizes = door_embeddings(model, frames)
     # A 40 px face is found but too small to verify; a 0.4x background face does not refuse the frame.
     assert reasons == ["", "face_too_small", "", ""]
     assert np.allclose(np.linalg.norm(embeddings[[0, 2, 3]], axis=1), 1.0, atol=1e-4)
-    assert not embeddings[1].any()
+    assert not embeddings[1].any() and np.isnan(sizes[1]) and sizes[0] > 60
     # Below the policy's minimum on purpose (the size sweep): the small face is then embedded.
-    _, swept = door_embeddings(model, frames[1:2], min_face_px=0)
-    assert swept == [""]
+    _, swept, swept_sizes = door_embeddings(model, frames[1:2], min_face_px=0)
+    assert swept == [""] and 30 <= swept_sizes[0] <= 50
 
 
 def test_smallest_reliable_width_needs_every_larger_width_to_hold():
