@@ -26,7 +26,7 @@ from verification import roles, selectors, services
 from verification.audit import audit_verify
 from verification.errors import DomainError, InvalidImage
 from verification.images import validate_image
-from verification.models import AuditEntry, CheckIn, Device, Lockout, Person, ReferenceImage
+from verification.models import AuditEntry, CheckIn, Device, Lockout, Person, ReferenceImage, SiteCalibration
 
 THUMB_PX = 96
 
@@ -384,6 +384,16 @@ class LockoutAdmin(ReadOnlyAdmin):
     def unlock(self, request: HttpRequest, queryset: QuerySet[Lockout]) -> None:
         released = sum(services.lockout_release(lockout=lockout, operator=request.user.get_username()) for lockout in queryset)
         messages.success(request, f"Unlocked {released} lockout(s); each unlock is in the audit log.")
+
+
+@admin.register(SiteCalibration)
+class SiteCalibrationAdmin(ReadOnlyAdmin):
+    """Thresholds a site measured on its own people (``manage.py calibrate --apply``); newest per version wins."""
+
+    list_display = ["created_at", "model_version", "target_far", "thresholds", "people", "references", "created_by"]
+    list_filter = ["model_version"]
+    readonly_fields = ["model_version", "target_far", "thresholds", "figures", "people", "references", "created_by",
+                       "created_at"]
 
 
 # --- Audit log (read-only for everyone) ------------------------------------------------------

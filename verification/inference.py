@@ -58,6 +58,13 @@ class ModelInfo:
     version: str
     threshold: float
     thresholds: tuple[tuple[int, float], ...] = ()
+    # The manifest's ``operating_point``: the FAR the thresholds were chosen for, and the FAR expected at
+    # each reference count on the model's own calibration people (empty for a manifest without one).
+    target_far: float | None = None
+    promised_far: tuple[tuple[int, float], ...] = ()
+    # Where the thresholds come from: "model" (the manifest) or "site:<id>" (a SiteCalibration row,
+    # ``services/thresholds.py``). Every decision's audit entry records it.
+    threshold_source: str = "model"
 
     def threshold_for(self, references: int) -> float:
         """The threshold for a person with ``references`` ready photos (the largest calibrated count's
@@ -205,8 +212,16 @@ def configured_model_version() -> str:
 
 def model_info() -> ModelInfo:
     model = get_model()
+    operating = (getattr(model, "manifest", None) or {}).get("operating_point") or {}
+    target_far = operating.get("target_far")
+    promised = {
+        int(k): float(row["far"]) for k, row in (operating.get("expected") or {}).items()
+        if isinstance(row, dict) and isinstance(row.get("far"), (int, float))
+    }
     return ModelInfo(version=str(model.version), threshold=float(model.threshold),
-                     thresholds=tuple(sorted(model.thresholds().items())))
+                     thresholds=tuple(sorted(model.thresholds().items())),
+                     target_far=None if target_far is None else float(target_far),
+                     promised_far=tuple(sorted(promised.items())))
 
 
 def embed_face(data: bytes) -> FaceEmbedding:
@@ -243,3 +258,51 @@ def score(probe: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, float]
     start = time.perf_counter()
     scores = model.score(np.asarray(probe, dtype=np.float32), np.asarray(references, dtype=np.float32))
     return np.asarray(scores, dtype=np.float32).reshape(-1), _ms_since(start)
+
+
+def score_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Row-wise Siamese scores of two (M, D) arrays of stored embeddings (the head only, no images)."""
+    model = get_model()
+    return np.asarray(model.score_pairs(np.asarray(first, np.float32), np.asarray(second, np.float32)),
+                      dtype=np.float32).reshape(-1)
+
+
+# --- Site calibration: ``ml``'s NumPy helpers (``ml.largescale``, ``ml.operating_point``) ---------------
+# Pure NumPy, but imported lazily like everything from ``ml``: the web process never imports it.
+
+
+def checkin_trials(embeddings: np.ndarray, people: np.ndarray, *, references: int,
+                   scorer: Any, draws: int = 3, seed: int = 0) -> Any:
+    """Check-in-like trials (an ``ml.largescale.Trials``) among stored embeddings, ``people`` one id a row.
+
+    One reference: every same-person pair is a genuine trial, every cross-person pair an impostor trial.
+    ``references`` k > 1: the mean rule, as the model's operating point was chosen (``ml.operating_point``):
+    every row a probe against every other person enrolled with k of their rows (``draws`` seeded
+    enrolments; only people with k + 1 rows are enrolled), genuine trials their remaining rows.
+    ``scorer``: (M, D) x (M, D) -> (M,), e.g. :func:`score_pairs`.
+    """
+    from ml.largescale import Trials, all_pairs
+    from ml.operating_point import draw_enrolments, reference_trials
+
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    people = np.asarray(people)
+    if references == 1:
+        return Trials.from_pairs(all_pairs(embeddings, people, scorer), people)
+    enrolments = draw_enrolments(people, references, draws=draws, seed=seed)
+    if not enrolments or not enrolments[0].references:
+        return Trials(np.zeros(0, np.float32), people[:0], np.zeros(0, np.float32), np.zeros((0, 2), people.dtype))
+    return reference_trials(embeddings, people, scorer, enrolments)
+
+
+def rates_with_ci(trials: Any, threshold: float, *, resamples: int = 200, seed: int = 0) -> dict[str, Any]:
+    """FAR and FRR of ``trials`` at ``threshold`` with people-bootstrap 95 % intervals (``ml.largescale``)."""
+    from ml.largescale import rates_with_ci as rates
+
+    return rates(trials, threshold, resamples=resamples, seed=seed)
+
+
+def threshold_at_far(impostor: np.ndarray, far: float) -> float:
+    """The lowest threshold letting at most ``far`` of ``impostor`` through (``ml.largescale``)."""
+    from ml.largescale import threshold_at_far as at_far
+
+    return at_far(impostor, far)

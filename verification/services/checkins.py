@@ -20,7 +20,7 @@ from verification.audit import audit_append
 from verification.errors import DeviceLockedOut, DomainError, ModelUnavailable, ServiceUnavailable
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
-from verification.services import lockouts, queueing, reembedding, replays
+from verification.services import lockouts, queueing, reembedding, replays, thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +109,11 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
     timings: dict[str, float] = {}
     if checkin.queued_at is not None:
         timings["queue_ms"] = round((now - checkin.queued_at).total_seconds() * 1000.0, 3)
-    info = inference.model_info()
-    verdict: dict[str, Any] = {"threshold": info.threshold, "model_version": info.version}
+    # The model's thresholds, or the site's own for this model version (manage.py calibrate --apply).
+    info = thresholds.thresholds_effective(info=inference.model_info())
+    verdict: dict[str, Any] = {
+        "threshold": info.threshold, "model_version": info.version, "threshold_source": info.threshold_source,
+    }
 
     person = selectors.person_by_external_id(external_id=checkin.claimed_external_id)
     # Revoked after it queued this check-in: refused before anything else (issue 9, item 4).
@@ -216,6 +219,7 @@ def checkin_decide(
     timings: dict[str, float] | None = None,
     probe_embedding: bytes | None = None,
     audit_detail: dict[str, Any] | None = None,
+    threshold_source: str = "",
 ) -> bool:
     """Write the decision and its audit entry in one transaction. False if already decided/failed.
 
@@ -265,6 +269,7 @@ def checkin_decide(
         model_version=model_version,
         processing_ms=timings.get("total_ms"),
         detail={"timings": timings, "best_reference_id": best_reference_id}
+        | ({"threshold_source": threshold_source} if threshold_source else {})
         | (audit_detail or {})
         | ({"superseded": superseded} if superseded else {}),
     )
