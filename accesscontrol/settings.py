@@ -50,6 +50,7 @@ subdomain is HTTPS-only; without them the check passes at its default level with
 """
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import quote
 
@@ -89,6 +90,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: answers /healthz and /readyz before the host check and the HTTPS redirect, so a probe from
+    # inside the container (127.0.0.1, plain HTTP) works whatever ALLOWED_HOSTS and SECURE_* say.
+    "verification.monitoring.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -316,6 +320,29 @@ else:
 ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5, minimum=1)
 ADMIN_LOGIN_WINDOW_SECONDS = env_int("ADMIN_LOGIN_WINDOW_SECONDS", 900, minimum=1)
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "")
+
+# --- Health and metrics (issue 11, item 3), see verification/monitoring/ ---
+# WORKER_HEARTBEAT_INTERVAL_SECONDS [15]: how often each worker process records that it is alive and
+# which model it loaded; WORKER_HEARTBEAT_MAX_AGE_SECONDS [60]: /readyz needs a heartbeat younger than
+# this (with the model loaded) when a broker is configured.
+WORKER_HEARTBEAT_INTERVAL_SECONDS = env_int("WORKER_HEARTBEAT_INTERVAL_SECONDS", 15, minimum=1)
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 60, minimum=1)
+if WORKER_HEARTBEAT_MAX_AGE_SECONDS <= WORKER_HEARTBEAT_INTERVAL_SECONDS:
+    raise ImproperlyConfigured("WORKER_HEARTBEAT_MAX_AGE_SECONDS must exceed WORKER_HEARTBEAT_INTERVAL_SECONDS.")
+# METRICS_TOKEN [empty]: /metrics answers a request with ``Authorization: Bearer <token>``; at least 32
+# characters. METRICS_ALLOWED_NETWORKS [empty]: comma-separated addresses or CIDR networks (as the app
+# sees the client: CLIENT_IP_HEADER) that may read /metrics without the token. Neither set: /metrics is 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 32 characters (e.g. secrets.token_urlsafe(32)).")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_network!r} is not an address or network.") from None
+# A scraper inside the network talks plain HTTP to web:8000: no redirect to HTTPS for /metrics.
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
 
 # --- REST API ---
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")

@@ -190,3 +190,35 @@ def test_readme_starts_with_the_run_and_test_commands() -> None:
     first_block = readme.split("```")[1]
     assert "bin/demo" in first_block and "bin/test" in first_block
     assert (REPO / "bin" / "demo").stat().st_mode & 0o111 and (REPO / "bin" / "test").stat().st_mode & 0o111
+
+
+def _probe_url(services: dict, name: str) -> str:
+    probe = " ".join(services[name]["healthcheck"]["test"])
+    match = re.search(r"http://127\.0\.0\.1:8000(/[a-z]+)", probe)
+    assert match, f"{name}'s healthcheck asks no URL of its own process: {probe}"
+    return match.group(1)
+
+
+def test_web_healthcheck_asks_healthz_with_the_images_python(services: dict) -> None:
+    test = services["web"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], "the slim image has no curl or wget: Python's urllib asks"
+    assert "urllib.request.urlopen(" in test[3] and "timeout=" in test[3]
+    assert _probe_url(services, "web") == "/healthz", "liveness, not readiness: a worker's fault is not web's"
+
+
+@pytest.mark.django_db
+def test_web_healthcheck_url_answers_whatever_the_host_and_tls_settings(services: dict, client, settings) -> None:
+    # The probe talks plain HTTP to 127.0.0.1:8000, a host no production ALLOWED_HOSTS lists.
+    settings.ALLOWED_HOSTS = ["door.example.org"]
+    settings.SECURE_SSL_REDIRECT = True
+    for path in (_probe_url(services, "web"), "/readyz"):
+        response = client.get(path, HTTP_HOST="127.0.0.1:8000")
+        assert response.status_code in (200, 503), f"{path} answered {response.status_code}"
+        assert "status" in response.json()
+
+
+def test_worker_healthcheck_pings_its_own_node_only(services: dict) -> None:
+    probe = " ".join(services["worker"]["healthcheck"]["test"])
+    assert "celery -A accesscontrol inspect ping" in probe
+    # $$ in compose is a literal $: the container's own node, not any worker that answers first.
+    assert "--destination celery@$$HOSTNAME" in probe

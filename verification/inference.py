@@ -111,6 +111,12 @@ def get_model() -> Any:
     return _model
 
 
+def loaded_model_version() -> str:
+    """The version of the model this process has loaded; "" before the first load (never loads it)."""
+    model = _model
+    return str(model.version) if model is not None else ""
+
+
 def worker_tf_threads() -> int:
     """Threads TensorFlow (and OpenCV) may use in this process.
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
-from verification.models import CheckIn, Device, Lockout, Person, ReferenceImage
+from verification.models import CheckIn, Device, Lockout, Person, ReferenceImage, WorkerHeartbeat
 
 
 def token_hash(raw_token: str) -> str:
@@ -113,3 +114,84 @@ def checkin_device_reason(*, checkin: CheckIn) -> str:
     if checkin.reason == CheckIn.Reason.LOCKED_OUT:
         return DEVICE_REASON_LOCKED_OUT
     return DEVICE_REASON_NOT_RECOGNISED
+
+
+# --- Health and metrics (issue 11, item 3): what /readyz and /metrics read at request time ---
+
+
+def workers_fresh(*, max_age_seconds: float, at: datetime | None = None) -> list[WorkerHeartbeat]:
+    """Worker processes whose last heartbeat is younger than ``max_age_seconds``."""
+    at = at or timezone.now()
+    return list(WorkerHeartbeat.objects.filter(beat_at__gte=at - timedelta(seconds=max_age_seconds)))
+
+
+@dataclass(frozen=True)
+class CheckinCounts:
+    """Check-in rows counted by state: ``decisions[(decision, reason)]``, ``failed[reason]``, ``undecided[status]``."""
+
+    total: int
+    decisions: dict[tuple[int, str], int]
+    failed: dict[str, int]
+    undecided: dict[str, int]
+
+
+def checkin_counts() -> CheckinCounts:
+    """Every check-in row counted by status, decision and reason (one GROUP BY over the table)."""
+    decisions: dict[tuple[int, str], int] = {}
+    failed: dict[str, int] = {}
+    undecided = {CheckIn.Status.PENDING.value: 0, CheckIn.Status.PROCESSING.value: 0}
+    total = 0
+    rows = CheckIn.objects.order_by().values_list("status", "decision", "reason").annotate(rows=Count("pk"))
+    for status, decision, reason, rows_counted in rows:
+        total += rows_counted
+        if status == CheckIn.Status.DECIDED:
+            decisions[(decision, reason)] = decisions.get((decision, reason), 0) + rows_counted
+        elif status == CheckIn.Status.FAILED:
+            failed[reason] = failed.get(reason, 0) + rows_counted
+        else:
+            undecided[status] = undecided.get(status, 0) + rows_counted
+    return CheckinCounts(total=total, decisions=decisions, failed=failed, undecided=undecided)
+
+
+def checkin_oldest_undecided_at() -> datetime | None:
+    """When the oldest check-in still pending or processing was received (None when there is none)."""
+    undecided = CheckIn.objects.filter(status__in=[CheckIn.Status.PENDING, CheckIn.Status.PROCESSING])
+    return undecided.aggregate(oldest=Min("created_at"))["oldest"]
+
+
+@dataclass(frozen=True)
+class LatencyHistogram:
+    """Decided check-ins by seconds from receipt to decision: ``cumulative[i]`` took at most ``bounds[i]``."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    count: int
+    sum_seconds: float
+
+
+def decision_latency_histogram(*, bounds: tuple[float, ...]) -> LatencyHistogram:
+    """Every decided check-in's ``decided_at - created_at``, counted into cumulative ``bounds`` (one query)."""
+    decided = CheckIn.objects.filter(status=CheckIn.Status.DECIDED, decided_at__isnull=False)
+    latency = ExpressionWrapper(F("decided_at") - F("created_at"), output_field=DurationField())
+    buckets = {
+        f"le_{index}": Count("pk", filter=Q(decided_at__lte=F("created_at") + timedelta(seconds=bound)))
+        for index, bound in enumerate(bounds)
+    }
+    row = decided.aggregate(count=Count("pk"), total=Sum(latency), **buckets)
+    total: timedelta | None = row["total"]
+    return LatencyHistogram(
+        bounds=tuple(bounds),
+        cumulative=tuple(row[f"le_{index}"] for index in range(len(bounds))),
+        count=row["count"],
+        sum_seconds=total.total_seconds() if total is not None else 0.0,
+    )
+
+
+def lockouts_in_force_by_scope(*, at: datetime | None = None) -> dict[str, int]:
+    """Lockouts in force now per scope (person, device), zero for a scope without any."""
+    at = at or timezone.now()
+    counts = {scope.value: 0 for scope in Lockout.Scope}
+    in_force = Lockout.objects.filter(unlocked_at__isnull=True, locked_until__gt=at).order_by()
+    for scope, rows in in_force.values_list("scope").annotate(rows=Count("pk")):
+        counts[scope] = rows
+    return counts

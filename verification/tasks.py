@@ -9,7 +9,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
 from django.conf import settings
 
 from verification import services
@@ -22,14 +22,26 @@ RETRYABLE = services.TRANSIENT_ERRORS + (SoftTimeLimitExceeded,)
 
 
 @worker_process_init.connect
-def _load_model_before_first_task(**kwargs) -> None:
-    """Each worker process loads and warms the model once, before it takes a task."""
+def _load_model_before_first_task(sender: str | None = None, **kwargs) -> None:
+    """Each worker process loads and warms the model once, before it takes a task, then starts beating
+    (``/readyz`` waits for a heartbeat with the model loaded; a failed load beats with the error)."""
     from verification import inference
+    from verification.monitoring import heartbeat
 
+    model_error = ""
     try:
         inference.get_model()
-    except Exception:  # noqa: BLE001 - the first task retries the load and records the failure
+    except Exception as exc:  # noqa: BLE001 - the first task retries the load and records the failure
         logger.exception("could not load the face model at worker start")
+        model_error = repr(exc)
+    heartbeat.heartbeat_start(hostname=sender, model_error=model_error)
+
+
+@worker_process_shutdown.connect
+def _stop_heartbeat(**kwargs) -> None:
+    from verification.monitoring import heartbeat
+
+    heartbeat.heartbeat_stop()
 
 
 @worker_ready.connect

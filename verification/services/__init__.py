@@ -38,6 +38,7 @@ from verification.services.reembedding import (
     references_requeue_stale,
 )
 from verification.services.retention import RetentionReport, retention_apply
+from verification.services.workers import worker_heartbeat_record, worker_heartbeat_remove, worker_heartbeats_prune
 
 __all__ = [
     "MediaReport",
@@ -72,4 +73,7 @@ __all__ = [
     "references_refresh",
     "references_requeue_stale",
     "retention_apply",
+    "worker_heartbeat_record",
+    "worker_heartbeat_remove",
+    "worker_heartbeats_prune",
 ]

@@ -1,0 +1,31 @@
+"""Answers the container probes before any other middleware runs.
+
+``/healthz`` and ``/readyz`` are asked by Docker's healthcheck over plain HTTP at 127.0.0.1:8000, by a
+load balancer or by an orchestrator, none of which knows the site's host name or speaks TLS to the
+process. Behind this middleware the request would meet ``ALLOWED_HOSTS`` (400) and
+``SECURE_SSL_REDIRECT`` (301) first. Both answers reveal nothing about the site beyond which component
+is down, and neither builds a URL from the Host header, so they skip those checks. ``/metrics`` does not:
+it goes through every middleware (``views.py`` says why).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+
+from verification.monitoring import views
+
+PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": views.healthz, "/readyz": views.readyz}
+
+
+class ProbeMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = PROBES.get(request.path_info)
+        if probe is None:
+            return self.get_response(request)
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD"])
+        return probe(request)
