@@ -177,6 +177,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2_500_000
 FACE_MODEL_PATH = env_str("FACE_MODEL_PATH", "")
 CHECKIN_STUCK_AFTER_SECONDS = env_int("CHECKIN_STUCK_AFTER_SECONDS", 300, minimum=1)
 CHECKIN_MAX_ATTEMPTS = env_int("CHECKIN_MAX_ATTEMPTS", 5, minimum=1)
+# Ready reference photos a person needs before a check-in is scored (fewer: refused no_references).
+# 1 keeps a one-photo enrolment working; 3 is recommended (README "Enrolment quality").
+ENROLMENT_MIN_REFERENCES = env_int("ENROLMENT_MIN_REFERENCES", 1, minimum=1)
 
 # --- Attempt limiting (NIST SP 800-53 AC-7), see verification/services/lockouts.py ---
 # LOCKOUT_PERSON_MAX_FAILURES [5] / LOCKOUT_DEVICE_MAX_FAILURES [20]: refusals within

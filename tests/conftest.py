@@ -66,6 +66,13 @@ class FakeInference:
     # None: the first face embeds to all 0.5 (enrolment tests read it back), every later one to its own
     # direction, as no camera gives the same frame twice (near-duplicate probes are refused as replays).
     embedding: np.ndarray | None = None
+    # A crop that passes the enrolment quality bounds (mid-grey with texture) and frontal landmarks.
+    crop: np.ndarray = field(
+        default_factory=lambda: np.random.default_rng(0).integers(70, 190, (100, 100, 3)).astype(np.uint8)
+    )
+    landmarks: np.ndarray = field(
+        default_factory=lambda: np.array([[35.0, 46.0], [65.0, 46.0], [50.0, 62.0], [38.0, 80.0], [62.0, 80.0]])
+    )
 
     def model_info(self) -> inference.ModelInfo:
         self.calls["model_info"] += 1
@@ -81,10 +88,16 @@ class FakeInference:
         if self.reject_reason:
             raise inference.FaceRejected(self.reject_reason, timings={"decode_ms": 1.0})
         return inference.FaceEmbedding(
-            crop=np.full((100, 100, 3), 128, dtype=np.uint8),
+            crop=self.crop.copy(),
             embedding=self._embedding(),
             timings={"decode_ms": 1.0, "detect_ms": 2.0, "embed_ms": 3.0},
         )
+
+    def embed_reference_face(self, data: bytes) -> inference.FaceEmbedding:
+        """As ``embed_face``, with landmarks (a frontal face unless ``landmarks`` says otherwise)."""
+        face = self.embed_face(data)
+        return inference.FaceEmbedding(crop=face.crop, embedding=face.embedding, timings=face.timings,
+                                       landmarks=self.landmarks.copy())
 
     def _embedding(self) -> np.ndarray:
         if self.embedding is not None:
@@ -106,6 +119,7 @@ def fake_model(monkeypatch) -> FakeInference:
     monkeypatch.setattr(inference, "model_info", fake.model_info)
     monkeypatch.setattr(inference, "configured_model_version", fake.configured_model_version)
     monkeypatch.setattr(inference, "embed_face", fake.embed_face)
+    monkeypatch.setattr(inference, "embed_reference_face", fake.embed_reference_face)
     monkeypatch.setattr(inference, "score", fake.score)
     return fake
 

@@ -144,13 +144,13 @@ class EmbeddingModelFilter(admin.SimpleListFilter):
 class PersonAdmin(admin.ModelAdmin):
     list_display = [
         "name", "external_id", "is_active", "valid_from", "valid_until", "ready_refs", "current_refs", "pending_refs",
-        "rejected_refs",
+        "rejected_refs", "enough_refs",
     ]
     list_filter = ["is_active", EmbeddingModelFilter]
     search_fields = ["name", "external_id"]
     fields = ["name", "external_id", "is_active", "valid_from", "valid_until"]
     inlines = [ReferenceImageInline]
-    actions = ["erase_people"]
+    actions = ["erase_people", "accept_inconsistent_references"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Person]:
         current = selectors.references_latest_model_version()
@@ -179,6 +179,29 @@ class PersonAdmin(admin.ModelAdmin):
     @admin.display(description="Rejected", ordering="n_rejected")
     def rejected_refs(self, obj: Person) -> int:
         return obj.n_rejected
+
+    @admin.display(description="Can check in", boolean=True, ordering="n_ready")
+    def enough_refs(self, obj: Person) -> bool:
+        """Enough ready photos for a check-in to be scored (ENROLMENT_MIN_REFERENCES); else no_references."""
+        return obj.n_ready >= settings.ENROLMENT_MIN_REFERENCES
+
+    @admin.action(
+        description="Accept the selected people's photos refused as not matching their other photos (audited)",
+        permissions=["accept_reference"],
+    )
+    def accept_inconsistent_references(self, request: HttpRequest, queryset: QuerySet[Person]) -> None:
+        refused = ReferenceImage.objects.filter(
+            person__in=queryset, status=ReferenceImage.Status.REJECTED,
+            reason=ReferenceImage.Reason.INCONSISTENT_REFERENCE,
+        )
+        accepted = sum(
+            services.reference_accept(reference=reference, operator=request.user.get_username()) for reference in refused
+        )
+        messages.success(request, f"Accepted {accepted} reference photo(s); each acceptance is in the audit log.")
+
+    def has_accept_reference_permission(self, request: HttpRequest) -> bool:
+        # Whoever may change reference photos (the operator role) may vouch for one.
+        return request.user.has_perm(f"{roles.APP_LABEL}.change_referenceimage")
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         version = selectors.references_latest_model_version()

@@ -84,6 +84,18 @@ class FaceEmbedding:
     crop: np.ndarray
     embedding: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    # The five landmarks (left eye, right eye, nose, mouth left, mouth right) as x, y in the decoded
+    # photo, for the enrolment quality checks (``verification/quality.py``); None when not known.
+    landmarks: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    """The principal face of a photo: its aligned 100x100x3 uint8 RGB crop and its (5, 2) landmarks."""
+
+    crop: np.ndarray
+    landmarks: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _ms_since(start: float) -> float:
@@ -230,6 +242,33 @@ def model_info() -> ModelInfo:
                      promised_far=tuple(sorted(promised.items())))
 
 
+def align_face(data: bytes) -> AlignedFace:
+    """Decode, detect the principal face (``ml.align``'s face policy) and align it; no embedding, so
+    only the detector loads. Raises ``FaceRejected``."""
+    import ml
+    from ml.align import align_face as align, find_principal_face
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    try:
+        rgb = ml.decode_image(data, max_pixels=settings.IMAGE_MAX_PIXELS)
+    except ml.ImageError as exc:
+        raise FaceRejected("unreadable_image", str(exc), {"decode_ms": _ms_since(start)}) from exc
+    timings["decode_ms"] = _ms_since(start)
+
+    start = time.perf_counter()
+    try:
+        face = find_principal_face(rgb)  # as ml.extract_face, keeping the landmarks
+    except ml.FaceError as exc:
+        timings["detect_ms"] = _ms_since(start)
+        reason = exc.reason if exc.reason in _FACE_REASONS else "no_face"
+        raise FaceRejected(reason, str(exc), timings) from exc
+    crop = align(rgb, face.landmarks)
+    timings["detect_ms"] = _ms_since(start)
+    return AlignedFace(crop=np.asarray(crop, dtype=np.uint8), landmarks=np.asarray(face.landmarks, np.float64),
+                       timings=timings)
+
+
 def embed_face(data: bytes) -> FaceEmbedding:
     """Decode, detect + align the principal face (``ml.align``'s face policy), embed it. Raises ``FaceRejected``."""
     import ml
@@ -256,6 +295,18 @@ def embed_face(data: bytes) -> FaceEmbedding:
     embedding = model.embed(np.asarray(crop, dtype=np.uint8)[np.newaxis, ...])[0]
     timings["embed_ms"] = _ms_since(start)
     return FaceEmbedding(crop=np.asarray(crop, dtype=np.uint8), embedding=np.asarray(embedding, dtype=np.float32), timings=timings)
+
+
+def embed_reference_face(data: bytes) -> FaceEmbedding:
+    """As :func:`embed_face`, with the face's landmarks kept for the enrolment quality checks."""
+    face = align_face(data)
+    timings = dict(face.timings)
+    model = get_model()
+    start = time.perf_counter()
+    embedding = model.embed(face.crop[np.newaxis, ...])[0]
+    timings["embed_ms"] = _ms_since(start)
+    return FaceEmbedding(crop=face.crop, embedding=np.asarray(embedding, dtype=np.float32), timings=timings,
+                         landmarks=face.landmarks)
 
 
 def score(probe: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, float]:

@@ -85,6 +85,12 @@ class ReferenceImage(TimeStamped):
         MULTIPLE_FACES = "multiple_faces", "More than one face"
         UNREADABLE_IMAGE = "unreadable_image", "Unreadable image"
         PROCESSING_ERROR = "processing_error", "Processing error"
+        # Enrolment quality (verification/quality.py; bounds measured in the README).
+        TOO_DARK = "too_dark", "Face too dark"
+        TOO_BRIGHT = "too_bright", "Face too bright (washed out)"
+        BLURRED = "blurred", "Face blurred"
+        FACE_TURNED = "face_turned", "Face turned too far from the camera"
+        INCONSISTENT_REFERENCE = "inconsistent_reference", "Does not match the person's other photos"
 
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="references")
     image = models.ImageField(upload_to=reference_upload_to, width_field="width", height_field="height")
@@ -101,6 +107,9 @@ class ReferenceImage(TimeStamped):
     # cleared when the new embedding is stored.
     reembed_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     attempts = models.PositiveIntegerField(default=0, editable=False)
+    # Enrolment measurements: luminance, sharpness, yaw (verification/quality.py), the mean score against
+    # the person's other ready photos and its threshold, and who accepted an inconsistent photo.
+    quality = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at"]
@@ -361,6 +370,7 @@ class AuditEntry(models.Model):
         DEVICE_REVOKED = "device_revoked", "Device revoked"
         DEVICE_REINSTATED = "device_reinstated", "Device reinstated (new token)"
         CALIBRATION = "calibration", "Site thresholds applied"
+        REFERENCE_ACCEPTED = "reference_accepted", "Inconsistent reference photo accepted by an operator"
 
     # Position in the chain; the chain is walked in this order.
     seq = models.PositiveBigIntegerField(unique=True, editable=False)

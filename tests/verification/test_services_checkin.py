@@ -60,9 +60,9 @@ def test_submit_refuses_non_image_and_stores_nothing(device):
 
 
 def test_genuine_checkin_is_decided_1_with_audit_entry(device, enrolled_person, fake_model):
-    fake_model.scores = [0.4, 0.8]  # mean 0.6 reaches the threshold; the second reference is the closest
     reference_two = services.reference_add(person=enrolled_person, image_file=upload())
     services.reference_embed(reference_id=reference_two.pk)
+    fake_model.scores = [0.4, 0.8]  # mean 0.6 reaches the threshold; the second reference is the closest
     checkin = submit(device)
 
     services.checkin_process(checkin_id=checkin.pk)
@@ -85,10 +85,10 @@ def test_genuine_checkin_is_decided_1_with_audit_entry(device, enrolled_person, 
 def test_one_close_reference_among_far_ones_does_not_admit(device, enrolled_person, fake_model):
     # Best-of-k would admit (0.9 >= 0.5); the decision uses the mean (0.3), so a stranger who happens
     # to resemble one reference photo gets no extra chance per enrolled photo.
-    fake_model.scores = [0.9, 0.0, 0.0]
     for _ in range(2):
         reference = services.reference_add(person=enrolled_person, image_file=upload())
         services.reference_embed(reference_id=reference.pk)
+    fake_model.scores = [0.9, 0.0, 0.0]  # after enrolment: a new photo must match the earlier ones
     checkin = submit(device)
 
     services.checkin_process(checkin_id=checkin.pk)
@@ -110,8 +110,10 @@ def test_the_threshold_is_the_one_calibrated_for_the_persons_reference_count(dev
     first.refresh_from_db()
     assert (first.decision, first.reason, first.threshold) == (0, "no_match", 0.9)
 
+    fake_model.scores = [0.95]  # the new photo matches the first (enrolment's consistency check)
     reference = services.reference_add(person=enrolled_person, image_file=upload())
     services.reference_embed(reference_id=reference.pk)
+    fake_model.scores = [0.6]
     second = submit(device)
     services.checkin_process(checkin_id=second.pk)
     second.refresh_from_db()

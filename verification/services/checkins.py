@@ -135,7 +135,8 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
     references, stale_left = reembedding.references_refresh(
         person=person, model_version=info.version, timings=timings
     )
-    if not references:
+    # Fewer ready photos than the site asks for (ENROLMENT_MIN_REFERENCES): not scored at all.
+    if len(references) < settings.ENROLMENT_MIN_REFERENCES:
         reason = Reason.REFERENCES_STALE if stale_left else Reason.NO_REFERENCES
         return _decide_zero(checkin_id, reason, person, timings, started, verdict)
     try:

@@ -12,8 +12,10 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from verification import quality, selectors
+from verification.audit import audit_append
 from verification.images import validate_image
-from verification.models import Person, ReferenceImage
+from verification.models import AuditEntry, Person, ReferenceImage
 from verification.services import queueing
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,11 @@ def reference_embed(*, reference_id: int) -> ReferenceImage | None:
     Embeds a pending reference (a new photo) or re-embeds a ready one that another model version
     embedded (``reembedding``). The write is conditional on the row being as it was read, so two
     workers (or a redelivered task) cannot both store an embedding.
+
+    A new photo must also pass the quality bounds (``verification/quality.py``: too_dark, too_bright,
+    blurred, face_turned) and match the person's other ready photos: mean score at least the model's
+    one-reference threshold, else ``inconsistent_reference`` (embedding kept, so an operator can accept
+    it: ``reference_accept``). A re-embedded photo was accepted once and is not judged again.
     """
     from verification import inference
 
@@ -101,12 +108,19 @@ def reference_embed(*, reference_id: int) -> ReferenceImage | None:
             embedding=None, embedding_dim=None,
         )
     try:
-        face = inference.embed_face(data)
+        face = inference.embed_reference_face(data)
     except inference.FaceRejected as rejected:
         return _reference_finish(
             reference_id, claim, status=ReferenceImage.Status.REJECTED, reason=rejected.reason,
             embedding=None, embedding_dim=None,
         )
+    status, reason, measured = ReferenceImage.Status.READY, "", dict(reference.quality or {})
+    if reference.status == ReferenceImage.Status.PENDING:
+        status, reason, measured = _reference_judge(reference=reference, face=face, info=info)
+        if reason and reason != ReferenceImage.Reason.INCONSISTENT_REFERENCE:
+            return _reference_finish(
+                reference_id, claim, status=status, reason=reason, embedding=None, embedding_dim=None, quality=measured,
+            )
 
     previous_crop = reference.face_crop.name
     crop_name = reference.face_crop.field.generate_filename(reference, "face.png")
@@ -115,7 +129,9 @@ def reference_embed(*, reference_id: int) -> ReferenceImage | None:
     updated = _reference_finish(
         reference_id,
         claim,
-        status=ReferenceImage.Status.READY,
+        status=status,
+        reason=reason,
+        quality=measured,
         face_crop=stored_name,
         embedding=embedding.tobytes(),
         embedding_dim=int(embedding.shape[0]),
@@ -127,6 +143,64 @@ def reference_embed(*, reference_id: int) -> ReferenceImage | None:
     elif previous_crop:
         reference.face_crop.storage.delete(previous_crop)  # Re-embedded by a new model.
     return updated
+
+
+def _reference_judge(*, reference: ReferenceImage, face: Any, info: Any) -> tuple[str, str, dict[str, Any]]:
+    """Status, reason and measurements of a new photo: quality bounds, then consistency with the
+    person's other ready photos of this model version."""
+    from verification import inference
+
+    measured = quality.measure(crop=face.crop, landmarks=face.landmarks)
+    result: dict[str, Any] = measured.as_dict()
+    problem = quality.problem(measured)
+    if problem:
+        return ReferenceImage.Status.REJECTED, problem, result
+    others = list(
+        ReferenceImage.objects.filter(
+            person_id=reference.person_id, status=ReferenceImage.Status.READY, model_version=info.version
+        ).exclude(pk=reference.pk)
+    )
+    if others:
+        scores, _ = inference.score(face.embedding, selectors.embeddings_matrix(others))
+        threshold = info.threshold_for(1)  # the model's own: one photo against one photo
+        result |= {"consistency": round(float(scores.mean()), 6), "consistency_threshold": threshold,
+                   "compared_with": [r.pk for r in others]}
+        if float(scores.mean()) < threshold:
+            return ReferenceImage.Status.REJECTED, ReferenceImage.Reason.INCONSISTENT_REFERENCE, result
+    return ReferenceImage.Status.READY, "", result
+
+
+@transaction.atomic
+def reference_accept(*, reference: ReferenceImage, operator: str) -> bool:
+    """An operator accepts a photo refused as ``inconsistent_reference`` (it is the person after all):
+    it becomes ready with the embedding it was refused with; audited. False if it is not such a photo."""
+    if not operator:
+        raise ValueError("accepting a reference photo needs the operator's name for the audit log")
+    locked = ReferenceImage.objects.select_for_update().select_related("person").filter(pk=reference.pk).first()
+    if (
+        locked is None
+        or locked.status != ReferenceImage.Status.REJECTED
+        or locked.reason != ReferenceImage.Reason.INCONSISTENT_REFERENCE
+        or not locked.embedding
+    ):
+        return False
+    now = timezone.now()
+    measured = dict(locked.quality or {}) | {"accepted_by": operator, "accepted_at": now.isoformat()}
+    ReferenceImage.objects.filter(pk=locked.pk).update(
+        status=ReferenceImage.Status.READY, reason="", quality=measured, updated_at=now
+    )
+    audit_append(
+        kind=AuditEntry.Kind.REFERENCE_ACCEPTED,
+        person_external_id=locked.person.external_id,
+        person_name=locked.person.name,
+        score=measured.get("consistency"),
+        threshold=measured.get("consistency_threshold"),
+        reason=ReferenceImage.Reason.INCONSISTENT_REFERENCE,
+        model_version=locked.model_version,
+        detail={"operator": operator, "reference_id": locked.pk, "compared_with": measured.get("compared_with", [])},
+    )
+    reference.refresh_from_db()
+    return True
 
 
 @transaction.atomic
