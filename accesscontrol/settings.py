@@ -220,6 +220,22 @@ RETENTION_REJECTED_REFERENCE_DAYS = env_int("RETENTION_REJECTED_REFERENCE_DAYS",
 # removes orphans older than MEDIA_ORPHAN_GRACE_SECONDS [3600] (younger ones may be mid-upload).
 MEDIA_ORPHAN_GRACE_SECONDS = env_int("MEDIA_ORPHAN_GRACE_SECONDS", 3600, minimum=0)
 
+# --- Audit chain (issue 9, item 3), see verification/audit.py ---
+# AUDIT_HMAC_KEY [empty: plain SHA-256]: with a key (32+ characters, e.g. secrets.token_urlsafe(48)),
+# each new entry's hash and the chain head are HMAC-SHA256 keyed with it, so someone who can write to
+# the database but does not hold the key cannot recompute a valid chain. Keep it outside the database
+# (environment / secret store); verifying needs it (`manage.py verify_audit_log`, beat, the admin).
+AUDIT_HMAC_KEY = env_str("AUDIT_HMAC_KEY", "")
+if AUDIT_HMAC_KEY and len(AUDIT_HMAC_KEY) < 32:
+    raise ImproperlyConfigured("AUDIT_HMAC_KEY must be at least 32 characters (e.g. secrets.token_urlsafe(48)).")
+# AUDIT_VERIFY_INTERVAL_SECONDS [86400] (beat schedule below): how often a worker walks the chain; a
+# break is logged at ERROR, shown on the admin's front page and posted to ALERT_WEBHOOK_URL.
+# ALERT_WEBHOOK_URL [empty: off]: an http(s) URL that receives security alerts as a JSON POST
+# ({"event", "message", "detail", "at"}; 5 s timeout; a failure is logged, never raised).
+ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
+if ALERT_WEBHOOK_URL and not ALERT_WEBHOOK_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("ALERT_WEBHOOK_URL must be an http:// or https:// URL.")
+
 # --- Device tokens, see verification/api/authentication.py ---
 # DEVICE_TOKEN_MAX_AGE_DAYS [0: off]: a device token older than this many days is refused (401) until
 # an operator issues a new one. None when off.
@@ -287,6 +303,10 @@ CELERY_BEAT_SCHEDULE = {
     "reembed-stale-references": {
         "task": "verification.tasks.reembed_stale_task",
         "schedule": float(env_int("REEMBED_SWEEP_INTERVAL_SECONDS", 300, minimum=1)),
+    },
+    "verify-audit-chain": {
+        "task": "verification.tasks.audit_verify_task",
+        "schedule": float(env_int("AUDIT_VERIFY_INTERVAL_SECONDS", 86_400, minimum=60)),
     },
 }
 

@@ -8,7 +8,6 @@ that kind of image (issue 9, item 2).
 from __future__ import annotations
 
 import csv
-from datetime import datetime
 
 from django import forms
 from django.conf import settings
@@ -23,7 +22,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from verification import roles, selectors, services
-from verification.audit import audit_verify
+from verification.audit import csv_row
+from verification.audit import CSV_COLUMNS as AUDIT_CSV_COLUMNS
 from verification.errors import DomainError, InvalidImage
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Lockout, Person, ReferenceImage, SiteCalibration
@@ -215,14 +215,14 @@ class PersonAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Person, form, change: bool) -> None:  # noqa: ANN001
-        services.person_save(person=obj)
+        services.person_save(person=obj, operator=request.user.get_username())
 
     def delete_model(self, request: HttpRequest, obj: Person) -> None:
-        services.person_delete(person=obj)
+        services.person_delete(person=obj, operator=request.user.get_username())
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Person]) -> None:
         for person in queryset:
-            services.person_delete(person=person)
+            services.person_delete(person=person, operator=request.user.get_username())
 
     @admin.action(
         description="Erase the selected people (photos, embeddings, snapshots; audit pseudonymised)",
@@ -247,12 +247,14 @@ class PersonAdmin(admin.ModelAdmin):
             if not inline_form.has_changed() or inline_form in formset.deleted_forms:
                 continue
             if inline_form.instance.pk is None and inline_form.cleaned_data.get("image"):
-                reference = services.reference_add(person=form.instance, image_file=inline_form.cleaned_data["image"])
+                reference = services.reference_add(
+                    person=form.instance, image_file=inline_form.cleaned_data["image"], operator=request.user.get_username()
+                )
                 formset.new_objects.append(reference)
         for inline_form in formset.deleted_forms:
             if inline_form.instance.pk is not None:
                 formset.deleted_objects.append(inline_form.instance)
-                services.reference_delete(reference=inline_form.instance)
+                services.reference_delete(reference=inline_form.instance, operator=request.user.get_username())
         if formset.new_objects:
             new_ids = [reference.pk for reference in formset.new_objects]
             # Runs after the embedding tasks were queued (callbacks run in order): when tasks run
@@ -308,7 +310,7 @@ class DeviceAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Device, form, change: bool) -> None:  # noqa: ANN001
         if change:
             return  # Nothing on an existing device is editable here.
-        token = services.device_issue_token(device=obj)
+        token = services.device_issue_token(device=obj, operator=request.user.get_username())
         self._show_token_once(request, obj, token)
 
     def _show_token_once(self, request: HttpRequest, device: Device, token: str) -> None:
@@ -332,7 +334,7 @@ class DeviceAdmin(admin.ModelAdmin):
     def issue_new_tokens(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         for device in queryset:
             try:
-                token = services.device_issue_token(device=device)
+                token = services.device_issue_token(device=device, operator=request.user.get_username())
             except DomainError as refused:  # revoked: it stays revoked until reinstated
                 messages.error(request, refused.message)
             else:
@@ -476,10 +478,9 @@ class DecisionFilter(admin.SimpleListFilter):
         return queryset
 
 
-CSV_COLUMNS = [
-    "seq", "created_at", "kind", "device_name", "person_external_id", "person_name", "decision", "score",
-    "threshold", "reason", "model_version", "processing_ms", "checkin_id", "entry_hash",
-]
+# Every hashed column plus prev_hash / entry_hash: an export verifies on its own
+# (``manage.py verify_audit_log --csv FILE``; issue 9, item 3).
+CSV_COLUMNS = AUDIT_CSV_COLUMNS
 
 
 class _Echo:
@@ -491,17 +492,17 @@ class _Echo:
 class AuditEntryAdmin(ReadOnlyAdmin):
     change_list_template = "admin/verification/auditentry/change_list.html"
     list_display = [
-        "seq", "created_at", "kind", "device_name", "person_external_id", "person_name", "decision_badge",
+        "seq", "created_at", "kind", "actor", "device_name", "person_external_id", "person_name", "decision_badge",
         "score_display", "threshold", "reason", "model_version", "processing_ms",
     ]
     list_filter = [DecisionFilter, "kind", DeviceFilter, PersonFilter, ReasonFilter, ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["person_name", "person_external_id"]
+    search_fields = ["person_name", "person_external_id", "actor"]
     date_hierarchy = "created_at"
     list_per_page = 50
     fields = [
-        "seq", "created_at", "kind", "decision_badge", "score", "threshold", "reason", "model_version",
+        "seq", "created_at", "kind", "actor", "decision_badge", "score", "threshold", "reason", "model_version",
         "processing_ms", "device_name", "device_ref", "person_external_id", "person_name", "person_erased_at",
-        "images", "checkin", "detail", "prev_hash", "entry_hash",
+        "images", "checkin", "detail", "hash_scheme", "prev_hash", "entry_hash",
     ]
     readonly_fields = fields
 
@@ -588,12 +589,13 @@ class AuditEntryAdmin(ReadOnlyAdmin):
             return redirect("admin:verification_auditentry_changelist")
         if not self.has_verify_permission(request):
             raise PermissionDenied
-        checked, broken = audit_verify()
-        if broken is None:
-            messages.success(request, f"Audit chain intact: {checked} entries verified.")
+        check = services.audit_chain_check(source=f"admin:{request.user.get_username()}")
+        if check.ok:
+            messages.success(request, f"Audit chain intact: {check.checked} entries verified.")
         else:
             messages.error(
-                request, f"Audit chain BROKEN at entry {broken.seq}: {broken.problem} ({checked} entries verified before it)."
+                request,
+                f"Audit chain BROKEN at entry {check.broken_seq}: {check.problem} ({check.checked} entries verified before it).",
             )
         return redirect("admin:verification_auditentry_changelist")
 
@@ -607,18 +609,10 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         def rows():
             yield writer.writerow(CSV_COLUMNS)
             for entry in queryset.order_by("seq").iterator(chunk_size=1000):
-                yield writer.writerow([_csv_value(getattr(entry, column)) for column in CSV_COLUMNS])
+                yield writer.writerow(csv_row(entry))
 
         stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
         response = StreamingHttpResponse(rows(), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
         return response
 
-
-def _csv_value(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        # Spreadsheet formula injection: a name like "=HYPERLINK(...)" must stay text.
-        return "'" + value
-    return "" if value is None else value

@@ -371,6 +371,15 @@ class AuditEntry(models.Model):
         DEVICE_REINSTATED = "device_reinstated", "Device reinstated (new token)"
         CALIBRATION = "calibration", "Site thresholds applied"
         REFERENCE_ACCEPTED = "reference_accepted", "Inconsistent reference photo accepted by an operator"
+        # Admin changes (issue 9, item 3): who changed whom or what, with what changed.
+        PERSON_CREATED = "person_created", "Person created"
+        PERSON_CHANGED = "person_changed", "Person changed"
+        PERSON_DELETED = "person_deleted", "Person deleted"
+        REFERENCE_ADDED = "reference_added", "Reference photo added"
+        REFERENCE_DELETED = "reference_deleted", "Reference photo deleted"
+        DEVICE_CREATED = "device_created", "Device created (first token)"
+        DEVICE_TOKEN_ISSUED = "device_token_issued", "Device token issued"
+        MODEL_CHANGED = "model_changed", "Face model version first loaded"
 
     # Position in the chain; the chain is walked in this order.
     seq = models.PositiveBigIntegerField(unique=True, editable=False)
@@ -394,6 +403,12 @@ class AuditEntry(models.Model):
     model_version = models.CharField(max_length=64, blank=True, default="")
     processing_ms = models.FloatField(null=True, blank=True)
     detail = models.JSONField(default=dict, blank=True)
+    # Who did it: a staff user name, ``device:<name>`` for a door's check-in, ``cli:<os user>``, ``system``.
+    # Empty only on entries written before issue 9, item 3 (their ``detail`` may name an ``operator``).
+    actor = models.CharField(max_length=150, blank=True, default="")
+    # How ``entry_hash`` was computed (``verification.audit.SCHEMES``); rows from before migration 0013
+    # are the original plain SHA-256 without ``actor``.
+    hash_scheme = models.CharField(max_length=16, default="sha256-v1")
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
 
@@ -415,6 +430,10 @@ class AuditEntry(models.Model):
             models.UniqueConstraint(
                 fields=["checkin"], condition=Q(kind="decision"), name="audit_one_decision_per_checkin"
             ),
+            # One model_changed entry per model version, however many worker processes load it.
+            models.UniqueConstraint(
+                fields=["model_version"], condition=Q(kind="model_changed"), name="audit_one_model_changed_per_version"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -431,14 +450,48 @@ class AuditEntry(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """Single row holding the last hash; locking it serialises appends across workers."""
+    """Single row holding the last seq and hash; locking it serialises appends across workers.
+
+    Updated in the transaction of every append, so verification notices entries cut off the tail.
+    With ``AUDIT_HMAC_KEY`` set, ``mac`` is a keyed MAC of (seq, last_hash): a database writer who also
+    rewinds this row cannot make a valid one.
+    """
 
     seq = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64)
+    mac = models.CharField(max_length=64, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.CheckConstraint(name="audit_head_singleton", condition=Q(pk=1))]
+
+
+class AuditCheck(TimeStamped):
+    """One walk of the audit chain (beat, daily, or an auditor in the admin) and what it found.
+
+    The newest row drives the admin's front-page banner; ``problem`` is empty when the chain was intact.
+    """
+
+    source = models.CharField(max_length=32, help_text="beat, admin:<user>, ...")
+    checked = models.PositiveBigIntegerField(default=0, help_text="Entries verified before the break, or all.")
+    broken_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    problem = models.CharField(max_length=300, blank=True, default="")
+    head_seq = models.PositiveBigIntegerField(default=0)
+    head_hash = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # audit_check_latest (admin banner): the newest check.
+            models.Index(fields=["created_at"], name="audit_check_created_idx"),
+        ]
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_seq is None and not self.problem
+
+    def __str__(self) -> str:
+        return f"Audit check {self.created_at:%Y-%m-%d %H:%M} ({'intact' if self.ok else 'BROKEN'})"
 
 
 class WorkerHeartbeat(TimeStamped):

@@ -9,7 +9,7 @@ import numpy as np
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
-from verification.models import CheckIn, Device, Lockout, Person, ReferenceImage, WorkerHeartbeat
+from verification.models import AuditCheck, CheckIn, Device, Lockout, Person, ReferenceImage, WorkerHeartbeat
 
 
 def token_hash(raw_token: str) -> str:
@@ -94,6 +94,11 @@ def checkins_for_device(*, device: Device) -> QuerySet[CheckIn]:
 def lockouts_in_force() -> QuerySet[Lockout]:
     """Lockouts in force now (not unlocked, not yet ended), newest first: the admin's banner."""
     return Lockout.objects.filter(unlocked_at__isnull=True, locked_until__gt=timezone.now()).order_by("-created_at")
+
+
+def audit_check_latest() -> AuditCheck | None:
+    """The newest walk of the audit chain (beat or an auditor): the admin's banner when it was broken."""
+    return AuditCheck.objects.order_by("-created_at", "-pk").first()
 
 
 # What a door device is told about a refusal by default (CHECKIN_RESPONSE_DETAIL=coarse; issue 9,

@@ -113,7 +113,17 @@ def reembed_stale_task() -> list[int]:
     Runs on a worker, so "stale" means "not embedded by the model this worker loaded". A full batch
     queues the next one at once, so a large enrolment drains without waiting for the next beat.
     """
+    # This worker's model version in the audit log, once per version (issue 9, item 3).
+    services.model_change_record()
     queued = services.references_reembed_sweep(batch_size=settings.REEMBED_BATCH_SIZE)
     if len(queued) >= settings.REEMBED_BATCH_SIZE:
         reembed_stale_task.delay()
     return queued
+
+
+@shared_task
+def audit_verify_task() -> dict[str, object]:
+    """For Celery beat (daily): walk the audit chain; a break is logged at ERROR, posted to
+    ALERT_WEBHOOK_URL and shown on the admin's front page."""
+    check = services.audit_chain_check(source="beat")
+    return {"ok": check.ok, "checked": check.checked, "broken_seq": check.broken_seq, "problem": check.problem}

@@ -179,7 +179,10 @@ def test_audit_chain_written_by_the_worker_verifies(door: APIClient, alice_and_b
     decide(door, person="EMP-A", snapshot=FIXTURE_FACES / "person_a_3.jpg")
     decide(door, person="EMP-B", snapshot=FIXTURE_FACES / "person_a_3.jpg")
 
-    assert audit_verify() == (2, None)
+    # Two decisions after the enrolment's own entries (person_created, reference_added, device_created,
+    # model_changed: issue 9, item 3); the whole chain verifies.
+    assert AuditEntry.objects.filter(kind="decision").count() == 2
+    assert audit_verify() == (AuditEntry.objects.count(), None)
     call_command("verify_audit_log")  # exits non-zero (SystemExit) on a broken chain
 
 

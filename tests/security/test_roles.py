@@ -302,7 +302,7 @@ def test_exporting_the_audit_log_takes_the_export_permission(view_only, persona,
         response = client.get(export)
         assert response.status_code == 200, role.name
         rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-        assert [row["checkin_id"] for row in rows] == [str(decided.pk)]
+        assert [row["checkin_id"] for row in rows if row["checkin_id"]] == [str(decided.pk)]
     for role in (roles.OPERATOR, roles.DATA_PROTECTION_OFFICER):
         assert persona(role).get(export).status_code == 403, role.name
 

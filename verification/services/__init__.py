@@ -3,6 +3,8 @@
 Web-process functions validate and store, then queue work after commit (``queueing``). Worker
 functions (``reference_embed``, ``checkin_process``) import the model bridge lazily.
 """
+from verification.services.alerts import alert_send
+from verification.services.audit_checks import audit_chain_check
 from verification.services.checkins import (
     TRANSIENT_ERRORS,
     checkin_decide,
@@ -31,6 +33,7 @@ from verification.services.enrolment import (
 )
 from verification.services.erasure import person_erase
 from verification.services.media import MediaReport, media_check
+from verification.services.model_changes import model_change_record
 from verification.services.lockouts import lockout_active, lockout_blocking, lockout_note_refusal, lockout_release
 from verification.services.reembedding import (
     references_reembed_queue,
@@ -45,6 +48,8 @@ __all__ = [
     "MediaReport",
     "RetentionReport",
     "TRANSIENT_ERRORS",
+    "alert_send",
+    "audit_chain_check",
     "checkin_decide",
     "checkin_fail",
     "checkin_process",
@@ -61,6 +66,7 @@ __all__ = [
     "lockout_note_refusal",
     "lockout_release",
     "media_check",
+    "model_change_record",
     "person_create",
     "person_delete",
     "person_erase",

@@ -16,7 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from verification import selectors
-from verification.audit import audit_append
+from verification.audit import audit_append, device_actor
 from verification.errors import DeviceLockedOut, DomainError, ModelUnavailable, ServiceUnavailable
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
@@ -280,8 +280,11 @@ def checkin_decide(
 
 
 def _audit_checkin(checkin: CheckIn, **fields: Any) -> AuditEntry:
-    """Append an audit entry about ``checkin``, copying its device and claimed person as they are now."""
+    """Append an audit entry about ``checkin``, copying its device and claimed person as they are now.
+
+    Its actor is the device that asked (the decision itself is the system's, on the device's request)."""
     return audit_append(
+        actor=device_actor(checkin.device.name),
         checkin_id=checkin.pk,
         device_ref=checkin.device_id,
         device_name=checkin.device.name,

@@ -19,15 +19,16 @@ from verification.models import AuditEntry, Device
 
 
 @transaction.atomic
-def device_create(*, name: str) -> tuple[Device, str]:
+def device_create(*, name: str, operator: str = "") -> tuple[Device, str]:
     """Create a device and return it with its raw token. Only the hash is stored: show it once."""
     device = Device(name=name)
-    return device, device_issue_token(device=device)
+    return device, device_issue_token(device=device, operator=operator)
 
 
 @transaction.atomic
-def device_issue_token(*, device: Device) -> str:
-    """Give a new or active device a fresh token, replacing any old one; return the raw token.
+def device_issue_token(*, device: Device, operator: str = "") -> str:
+    """Give a new or active device a fresh token, replacing any old one; return the raw token. Audited:
+    ``device_created`` for a new device, ``device_token_issued`` otherwise (the token's prefix, never it).
 
     Refused (``DeviceRevoked``) for a revoked device, judged by the database row, not by ``device``
     (an instance loaded before the revocation must not save the revocation away).
@@ -42,10 +43,18 @@ def device_issue_token(*, device: Device) -> str:
             )
     raw_token = _token_set(device)
     device.full_clean()
-    if device.pk is None:
+    created = device.pk is None
+    if created:
         device.save()
     else:
         device.save(update_fields=["token_hash", "token_prefix", "token_issued_at", "updated_at"])
+    audit_append(
+        kind=AuditEntry.Kind.DEVICE_CREATED if created else AuditEntry.Kind.DEVICE_TOKEN_ISSUED,
+        actor=operator,
+        device_ref=device.pk,
+        device_name=device.name,
+        detail={"token_prefix": device.token_prefix},
+    )
     return raw_token
 
 
@@ -58,6 +67,7 @@ def device_revoke(*, device: Device, operator: str = "") -> Device:
         locked.save(update_fields=["revoked_at", "updated_at"])
         audit_append(
             kind=AuditEntry.Kind.DEVICE_REVOKED,
+            actor=operator,
             device_ref=locked.pk,
             device_name=locked.name,
             detail={"operator": operator} if operator else None,
@@ -81,6 +91,7 @@ def device_reinstate(*, device: Device, operator: str) -> str:
     locked.save(update_fields=["revoked_at", "token_hash", "token_prefix", "token_issued_at", "updated_at"])
     audit_append(
         kind=AuditEntry.Kind.DEVICE_REINSTATED,
+        actor=operator,
         device_ref=locked.pk,
         device_name=locked.name,
         detail={"operator": operator, "revoked_at": revoked_at.isoformat(), "token_prefix": locked.token_prefix},

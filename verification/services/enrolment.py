@@ -24,6 +24,13 @@ logger = logging.getLogger(__name__)
 # --- People and reference photos -------------------------------------------------------------
 
 
+# Person fields an audit entry records. The personal ones (name, external ID) go only into the entry's
+# person columns, which an erasure can blank; the hashed ``detail`` never holds them, so a change entry
+# says that they changed and the previous values are in the person's earlier entries.
+PERSON_AUDITED_FIELDS = ("name", "external_id", "is_active", "valid_from", "valid_until")
+PERSON_PERSONAL_FIELDS = ("name", "external_id")
+
+
 @transaction.atomic
 def person_create(
     *,
@@ -32,43 +39,90 @@ def person_create(
     is_active: bool = True,
     valid_from: datetime | None = None,
     valid_until: datetime | None = None,
+    operator: str = "",
 ) -> Person:
     person = Person(
         name=name, external_id=external_id, is_active=is_active, valid_from=valid_from, valid_until=valid_until
     )
+    return person_save(person=person, operator=operator)
+
+
+@transaction.atomic
+def person_save(*, person: Person, operator: str = "") -> Person:
+    """Validate and save a person built by a form (the admin's add and change pages); audited.
+
+    A new person appends ``person_created``; a change appends ``person_changed`` with each changed field
+    (old and new value; for name and external ID only that they changed); a save that changed nothing
+    appends nothing.
+    """
+    before = Person.objects.select_for_update().filter(pk=person.pk).first() if person.pk else None
     person.full_clean()
     person.save()
+    if before is None:
+        _audit_person(AuditEntry.Kind.PERSON_CREATED, person, operator, fields=_person_fields(person))
+        return person
+    changes = {
+        field: {"changed": True} if field in PERSON_PERSONAL_FIELDS
+        else {"old": _json_value(getattr(before, field)), "new": _json_value(getattr(person, field))}
+        for field in PERSON_AUDITED_FIELDS
+        if getattr(before, field) != getattr(person, field)
+    }
+    if changes:
+        _audit_person(AuditEntry.Kind.PERSON_CHANGED, person, operator, changes=changes)
     return person
 
 
 @transaction.atomic
-def person_save(*, person: Person) -> Person:
-    """Validate and save a person built by a form (the admin's add and change pages)."""
-    person.full_clean()
-    person.save()
-    return person
-
-
-@transaction.atomic
-def person_delete(*, person: Person) -> None:
-    """Delete a person with their reference photos, face crops and embeddings (files included).
+def person_delete(*, person: Person, operator: str = "") -> None:
+    """Delete a person with their reference photos, face crops and embeddings (files included); audited.
 
     Check-ins keep their claimed ID (the person link becomes empty); the audit log is untouched.
     """
-    for reference in list(person.references.all()):
-        reference_delete(reference=reference)
+    references = list(person.references.all())
+    for reference in references:
+        reference_remove(reference=reference)
+    _audit_person(
+        AuditEntry.Kind.PERSON_DELETED, person, operator, fields=_person_fields(person), references_deleted=len(references)
+    )
     person.delete()
 
 
+def _person_fields(person: Person) -> dict[str, Any]:
+    return {
+        field: _json_value(getattr(person, field))
+        for field in PERSON_AUDITED_FIELDS
+        if field not in PERSON_PERSONAL_FIELDS
+    }
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _audit_person(kind: str, person: Person, operator: str, **detail: Any) -> AuditEntry:
+    return audit_append(
+        kind=kind,
+        actor=operator,
+        person_external_id=person.external_id,
+        person_name=person.name,
+        detail={"person_id": person.pk, **detail},
+    )
+
+
 @transaction.atomic
-def reference_add(*, person: Person, image_file: IO[bytes]) -> ReferenceImage:
-    """Store a reference photo (limits checked here) and queue its embedding after commit."""
+def reference_add(*, person: Person, image_file: IO[bytes], operator: str = "") -> ReferenceImage:
+    """Store a reference photo (limits checked here), audit it, and queue its embedding after commit."""
     image = validate_image(image_file, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.IMAGE_MAX_PIXELS)
     reference = ReferenceImage(person=person)
     # The suffix comes from the decoded format, never from the uploaded file's name.
     reference.image.save(f"reference{image.suffix}", image_file, save=False)
     reference.full_clean()
     reference.save()
+    # What was added, never the image: its stored name, format and size.
+    _audit_person(
+        AuditEntry.Kind.REFERENCE_ADDED, person, operator, reference_id=reference.pk, file=reference.image.name,
+        format=image.format, width=image.width, height=image.height, size_bytes=image.size_bytes,
+    )
     reference_id = reference.pk
     transaction.on_commit(lambda: queueing.enqueue("reference_embed_task", reference_id))
     return reference
@@ -204,8 +258,19 @@ def reference_accept(*, reference: ReferenceImage, operator: str) -> bool:
 
 
 @transaction.atomic
-def reference_delete(*, reference: ReferenceImage) -> None:
-    """Delete a reference photo with its files and embedding."""
+def reference_delete(*, reference: ReferenceImage, operator: str = "") -> None:
+    """Delete a reference photo with its files and embedding; audited."""
+    person = reference.person
+    _audit_person(
+        AuditEntry.Kind.REFERENCE_DELETED, person, operator, reference_id=reference.pk, file=reference.image.name,
+        status=reference.status, model_version=reference.model_version,
+    )
+    reference_remove(reference=reference)
+
+
+def reference_remove(*, reference: ReferenceImage) -> None:
+    """Delete a reference's files and row, unaudited: for callers that audit the whole act (person
+    deletion, erasure)."""
     for file in (reference.image, reference.face_crop):
         if file:
             file.storage.delete(file.name)

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from verification.audit import audit_append, audit_pseudonymise
 from verification.models import AuditEntry, CheckIn, Lockout, LockoutSubject, Person
-from verification.services.enrolment import reference_delete
+from verification.services.enrolment import reference_remove
 
 PSEUDONYM_PREFIX = "erased-"
 
@@ -36,7 +36,7 @@ def person_erase(*, person: Person, operator: str) -> AuditEntry:
     references = list(person.references.all())
     files_deleted = sum(1 for reference in references for file in (reference.image, reference.face_crop) if file)
     for reference in references:
-        reference_delete(reference=reference)
+        reference_remove(reference=reference)  # the receipt below counts them
 
     checkins = CheckIn.objects.filter(Q(person_id=person_id) | Q(claimed_external_id=external_id))
     checkin_ids = list(checkins.values_list("pk", flat=True))
@@ -56,6 +56,7 @@ def person_erase(*, person: Person, operator: str) -> AuditEntry:
     person.delete()
     return audit_append(
         kind=AuditEntry.Kind.ERASURE,
+        actor=operator,
         person_external_id=pseudonym,
         detail={
             "person_id": person_id,

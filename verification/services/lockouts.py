@@ -185,6 +185,7 @@ def lockout_release(*, lockout: Lockout, operator: str) -> bool:
     is_device = locked.scope == Scope.DEVICE
     audit_append(
         kind=AuditEntry.Kind.UNLOCK,
+        actor=operator,
         device_ref=int(locked.key) if is_device else None,
         device_name=locked.label if is_device else "",
         person_external_id="" if is_device else locked.key,

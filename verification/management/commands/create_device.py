@@ -1,4 +1,6 @@
 """python manage.py create_device NAME: prints the new device's token once (stored hashed)."""
+import getpass
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -13,7 +15,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, **options) -> None:
         try:
-            device, token = services.device_create(name=name)
+            device, token = services.device_create(name=name, operator=f"cli:{getpass.getuser()}")
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
         self.stderr.write(f"Created device {device.name!r} (id {device.pk}). Its token, shown only now:")

@@ -27,6 +27,7 @@ FACE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 NAME_PATTERN = re.compile(r"^(?P<person>.+?)[_-](?P<n>\d+)$")
 ADMIN_USERNAME = "admin"
 DEVICE_NAME = "demo-door"
+DEMO_ACTOR = "cli:setup_demo"  # the actor of the audit entries the demo set-up appends
 
 
 def group_faces(folder: Path) -> dict[str, list[Path]]:
@@ -82,8 +83,8 @@ class Command(BaseCommand):
     def _device(self) -> str:
         device = Device.objects.filter(name=DEVICE_NAME).first()
         if device is None:
-            return services.device_create(name=DEVICE_NAME)[1]
-        return services.device_issue_token(device=device)
+            return services.device_create(name=DEVICE_NAME, operator=DEMO_ACTOR)[1]
+        return services.device_issue_token(device=device, operator=DEMO_ACTOR)
 
     def _refresh_stale_embeddings(self) -> None:
         # A rerun after the shipped model changed: photos embedded by the old model are redone.
@@ -103,10 +104,12 @@ class Command(BaseCommand):
             person = Person.objects.filter(external_id=external_id).first()
             if person is None:
                 name = slug.replace("_", " ").replace("-", " ").title()
-                person = services.person_create(name=name, external_id=external_id)
+                person = services.person_create(name=name, external_id=external_id, operator=DEMO_ACTOR)
             if not person.references.exists():
                 for photo in photos[:-1]:
                     with photo.open("rb") as handle:
-                        services.reference_add(person=person, image_file=File(handle, name=photo.name))
+                        services.reference_add(
+                            person=person, image_file=File(handle, name=photo.name), operator=DEMO_ACTOR
+                        )
             probes[external_id] = photos[-1]
         return probes
