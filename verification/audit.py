@@ -57,6 +57,10 @@ class AuditKeyMissing(Exception):
     """A keyed entry was to be hashed without ``AUDIT_HMAC_KEY``."""
 
 
+class AuditHeadBusy(Exception):
+    """``audit_head_lock(wait=False)``: another transaction holds the chain head; try again later."""
+
+
 def device_actor(name: str) -> str:
     """The actor of a check-in's entries: the door device that asked."""
     return f"device:{name}"
@@ -100,11 +104,22 @@ def head_mac(*, seq: int, last_hash: str, key: bytes) -> str:
     return hmac.new(key, f"audit-chain-head\n{seq}\n{last_hash}".encode(), hashlib.sha256).hexdigest()
 
 
-def audit_head_lock() -> AuditChainHead:
-    """Lock the chain head (inside a transaction): appends, and checks made before one, serialise on it."""
+def audit_head_lock(*, wait: bool = True) -> AuditChainHead:
+    """Lock the chain head (inside a transaction): appends, and checks made before one, serialise on it.
+
+    ``wait=False`` (appends nothing waits for, e.g. a worker noting its model version at start-up):
+    raise ``AuditHeadBusy`` at once instead of queueing behind whoever holds the head, so that such an
+    append never ties up a worker process (or its task time limit) behind a long transaction.
+    """
     # The head row comes from a data migration; recreate it after a flush (transactional tests).
     AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "last_hash": GENESIS_HASH})
-    return AuditChainHead.objects.select_for_update().get(pk=1)
+    if wait:
+        return AuditChainHead.objects.select_for_update().get(pk=1)
+    # skip_locked: the row comes back only if this transaction could lock it (or already holds it).
+    head = AuditChainHead.objects.select_for_update(skip_locked=True).filter(pk=1).first()
+    if head is None:
+        raise AuditHeadBusy("the audit chain head is locked by another transaction")
+    return head
 
 
 @transaction.atomic

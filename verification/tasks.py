@@ -13,6 +13,7 @@ from celery.signals import worker_process_init, worker_process_shutdown, worker_
 from django.conf import settings
 
 from verification import services
+from verification.audit import AuditHeadBusy
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +114,13 @@ def reembed_stale_task() -> list[int]:
     Runs on a worker, so "stale" means "not embedded by the model this worker loaded". A full batch
     queues the next one at once, so a large enrolment drains without waiting for the next beat.
     """
-    # This worker's model version in the audit log, once per version (issue 9, item 3).
-    services.model_change_record()
+    # This worker's model version in the audit log, once per version (issue 9, item 3). Never waits for
+    # the chain head (decisions hold it; this runs at every worker start): if it is busy, the next sweep
+    # tries again, and the re-embedding below goes ahead regardless.
+    try:
+        services.model_change_record(wait=False)
+    except AuditHeadBusy:
+        logger.info("audit chain head busy: model_changed left to the next re-embedding sweep")
     queued = services.references_reembed_sweep(batch_size=settings.REEMBED_BATCH_SIZE)
     if len(queued) >= settings.REEMBED_BATCH_SIZE:
         reembed_stale_task.delay()

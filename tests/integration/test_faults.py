@@ -213,8 +213,10 @@ def test_checkin_submitted_while_redis_is_down_is_stored_then_decided_by_the_bea
 def _wait_until_blocked_in_decide(checkin_id: int) -> None:
     def blocked() -> bool:
         with connection.cursor() as cursor:
+            # A backend of a worker waiting for the chain head's row lock (held by ``audit_head``).
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                " AND query ILIKE '%verification_auditchainhead%' AND pid <> pg_backend_pid()"
             )
             waiting = cursor.fetchone()[0]
         return waiting >= 1 and CheckIn.objects.get(pk=checkin_id).status == "processing"
@@ -222,29 +224,41 @@ def _wait_until_blocked_in_decide(checkin_id: int) -> None:
     wait_for(blocked, DECISION_TIMEOUT_S, "the worker to block while writing its decision")
 
 
+class AuditHeadHolder:
+    """The audit chain head's row lock, held from a connection of its own."""
+
+    def __init__(self) -> None:
+        self.holder: psycopg.Connection | None = None
+
+    def hold(self) -> None:
+        """From now on a worker deciding a check-in stops inside ``checkin_decide`` (after face detection,
+        embedding and scoring), mid-verification. Everything the test does itself that appends to the
+        chain (enrolment, devices: audited admin changes) must come before: this process would wait for
+        its own lock."""
+        AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "last_hash": GENESIS_HASH})
+        self.holder = psycopg.connect(database_url_for(connection.settings_dict), autocommit=False)
+        self.holder.execute("SELECT seq FROM verification_auditchainhead WHERE id = 1 FOR UPDATE")
+
+    def release(self) -> None:
+        if self.holder is not None and not self.holder.closed:
+            self.holder.rollback()
+            self.holder.close()
+
+
 @pytest.fixture
-def audit_head_locked():
-    """Hold the audit chain head's row lock from another connection: a worker deciding a check-in
-    stops inside ``checkin_decide`` (after face detection, embedding and scoring), mid-verification."""
-    AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "last_hash": GENESIS_HASH})
-    holder = psycopg.connect(database_url_for(connection.settings_dict), autocommit=False)
-    holder.execute("SELECT seq FROM verification_auditchainhead WHERE id = 1 FOR UPDATE")
-
-    def release() -> None:
-        if not holder.closed:
-            holder.rollback()
-            holder.close()
-
-    yield release
-    release()
+def audit_head() -> Iterator[AuditHeadHolder]:
+    head = AuditHeadHolder()
+    yield head
+    head.release()
 
 
 def test_worker_sigkilled_mid_verification_is_redelivered_and_decides_exactly_once(
-    stack, door: APIClient, audit_head_locked: Callable[[], None]
+    stack, door: APIClient, audit_head: AuditHeadHolder
 ) -> None:
     limits = {**SHORT_TASK_LIMITS, "CELERY_VISIBILITY_TIMEOUT": str(TEST_VISIBILITY_TIMEOUT_S)}
     victim = stack("victim", **limits)
     enrol_person_a(victim)
+    audit_head.hold()
     response = submit(door, "EMP-A", jpeg(FACES / "person_a_3.jpg"))
     checkin_id = response.json()["id"]
     _wait_until_blocked_in_decide(checkin_id)
@@ -252,7 +266,7 @@ def test_worker_sigkilled_mid_verification_is_redelivered_and_decides_exactly_on
     os.killpg(victim.process.pid, signal.SIGKILL)  # the whole worker: no chance to requeue or ack
     killed_at = time.monotonic()
     victim.process.wait(10)
-    audit_head_locked()  # the dead worker's open transaction is rolled back by PostgreSQL
+    audit_head.release()  # the dead worker's open transaction is rolled back by PostgreSQL
     assert CheckIn.objects.get(pk=checkin_id).status == "processing"  # left behind by the dead worker
 
     # The message stays unacknowledged in Redis (acks_late) until the visibility timeout passes; a
@@ -276,9 +290,10 @@ def _pool_children(pid: int) -> list[int]:
 
 
 def test_pool_process_sigkilled_mid_verification_is_requeued_at_once_and_decided_exactly_once(
-    stack, door: APIClient, audit_head_locked: Callable[[], None]
+    stack, door: APIClient, audit_head: AuditHeadHolder
 ) -> None:
     worker = stack("pool", **SHORT_TASK_LIMITS)
+    audit_head.hold()
     response = submit(door, "NOBODY-404", jpeg())
     checkin_id = response.json()["id"]
     _wait_until_blocked_in_decide(checkin_id)
@@ -286,7 +301,7 @@ def test_pool_process_sigkilled_mid_verification_is_requeued_at_once_and_decided
 
     os.kill(child, signal.SIGKILL)  # the pool process dies; the worker's main process lives on
     wait_for(lambda: child not in _pool_children(worker.process.pid), 30, "the pool process to be replaced")
-    audit_head_locked()
+    audit_head.release()
 
     # reject_on_worker_lost: the main process puts the message back at once (no visibility timeout).
     checkin = final(checkin_id)

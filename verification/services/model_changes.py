@@ -5,6 +5,11 @@ The decision threshold comes from the model's manifest (and a site's own calibra
 calls ``model_change_record`` after loading the model; only the first one to load a version appends
 ``model_changed`` (checked under the chain head's lock; a unique constraint backs it up). Going back to
 a version noted before appends nothing: each decision's entry names its model version anyway.
+
+The note is not one a decision waits for, and no decision should wait for it: workers call it with
+``wait=False``, so a chain head held by another transaction (a burst of decisions, a long admin change)
+makes it return at once (``AuditHeadBusy``) instead of stalling the worker process until its task time
+limit; the next re-embedding sweep (beat, ``REEMBED_SWEEP_INTERVAL_SECONDS``) tries again.
 """
 from __future__ import annotations
 
@@ -15,13 +20,16 @@ from verification.models import AuditEntry
 
 
 @transaction.atomic
-def model_change_record(*, info=None) -> AuditEntry | None:  # noqa: ANN001 - inference.ModelInfo
-    """Worker: append ``model_changed`` for the loaded model's version unless one exists; return it or None."""
+def model_change_record(*, info=None, wait: bool = True) -> AuditEntry | None:  # noqa: ANN001 - inference.ModelInfo
+    """Worker: append ``model_changed`` for the loaded model's version unless one exists; return it or None.
+
+    ``wait=False``: raise ``AuditHeadBusy`` (nothing appended) if another transaction holds the chain head.
+    """
     if info is None:
         from verification import inference
 
         info = inference.model_info()
-    audit_head_lock()
+    audit_head_lock(wait=wait)
     if AuditEntry.objects.filter(kind=AuditEntry.Kind.MODEL_CHANGED, model_version=info.version).exists():
         return None
     previous = (
