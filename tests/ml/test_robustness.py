@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import ml
-from ml.robustness import CONDITIONS, FRAME, door_embeddings, run_suite, smallest_reliable_width
+from ml.robustness import CONDITIONS, FRAME, Condition, _face_width, door_embeddings, run_suite, smallest_reliable_width
+
+TINY_FACE = Condition("face_28px", "face about 28 px wide", _face_width(28))  # below MIN_FACE_PX (40)
 
 FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
 
@@ -29,16 +31,17 @@ def test_every_condition_makes_an_rgb_frame(condition, photos):
 def test_conditions_reach_the_door_policy_as_a_real_camera_would(photos):
     by_name = {c.name: c for c in CONDITIONS}
     rng = np.random.default_rng(0)
-    frames = [by_name[name].apply(photos[0], photos[1], rng) for name in ("clean", "face_40px", "second_face", "greyscale")]
+    conditions = [by_name["clean"], TINY_FACE, by_name["second_face"], by_name["greyscale"]]
+    frames = [condition.apply(photos[0], photos[1], rng) for condition in conditions]
     model = ml.load_model()
     embeddings, reasons, sizes = door_embeddings(model, frames)
-    # A 40 px face is found but too small to verify; a 0.4x background face does not refuse the frame.
+    # A 28 px face is found but too small to verify; a 0.4x background face does not refuse the frame.
     assert reasons == ["", "face_too_small", "", ""]
     assert np.allclose(np.linalg.norm(embeddings[[0, 2, 3]], axis=1), 1.0, atol=1e-4)
     assert not embeddings[1].any() and np.isnan(sizes[1]) and sizes[0] > 60
     # Below the policy's minimum on purpose (the size sweep): the small face is then embedded.
     _, swept, swept_sizes = door_embeddings(model, frames[1:2], min_face_px=0)
-    assert swept == [""] and 30 <= swept_sizes[0] <= 50
+    assert swept == [""] and 20 <= swept_sizes[0] <= 36
 
 
 def test_smallest_reliable_width_needs_every_larger_width_to_hold():
@@ -59,8 +62,8 @@ def test_run_suite_reports_each_condition_on_the_test_people(fake_lfw):
     for i, path in enumerate(paths):  # real face photos in place of the placeholders
         (root / "images" / path).write_bytes(faces[i % len(faces)].read_bytes())
     by_name = {c.name: c for c in CONDITIONS}
-    report = run_suite(root, ml.load_model(), per_person=3, conditions=(by_name["clean"], by_name["face_40px"]))
-    clean, small = report["conditions"]["clean"], report["conditions"]["face_40px"]
+    report = run_suite(root, ml.load_model(), per_person=3, conditions=(by_name["clean"], TINY_FACE))
+    clean, small = report["conditions"]["clean"], report["conditions"]["face_28px"]
     assert report["probes"] == 2 and clean["unusable_rate"] == 0.0  # the first photo of each listed pair
     assert small["unusable"] == {"face_too_small": 2} and small["frr"] == 1.0 and small["far"] != small["far"]  # nan
     assert clean["impostor_trials"] > 0 and 0.0 <= clean["far"] <= 1.0

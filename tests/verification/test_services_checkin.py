@@ -143,13 +143,13 @@ def test_unusable_snapshot_is_decided_0_with_the_face_reason(device, enrolled_pe
 def test_snapshot_whose_face_is_too_small_to_verify_is_decided_0_face_too_small(
     device, enrolled_person, fake_model, monkeypatch
 ):
-    # The real detector and face policy (ml.align) on a door frame with a ~40 px face; the model is
+    # The real detector and face policy (ml.align) on a door frame with a ~32 px face; the model is
     # never needed, since the face is refused before embedding.
     import cv2
 
     monkeypatch.setattr(inference, "embed_face", _real_embed_face)
     photo = cv2.imread(str(FACES / "person_b_1.jpg"))
-    small = cv2.resize(photo, None, fx=0.48, fy=0.48, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(photo, None, fx=0.36, fy=0.36, interpolation=cv2.INTER_AREA)
     frame = np.full((480, 640, 3), 110, dtype=np.uint8)
     frame[200 : 200 + small.shape[0], 260 : 260 + small.shape[1]] = small
     checkin = submit(device, data=cv2.imencode(".jpg", frame)[1].tobytes())
