@@ -205,6 +205,10 @@ if LOCKOUT_MAX_SECONDS < LOCKOUT_SECONDS:
 # REPLAY_WINDOW_SECONDS [600] (bench/replay_similarity.py measured the bound). 1 turns the second off.
 REPLAY_SIMILARITY_MAX = env_float("REPLAY_SIMILARITY_MAX", 0.995, minimum=0.9, maximum=1.0)
 REPLAY_WINDOW_SECONDS = env_int("REPLAY_WINDOW_SECONDS", 600, minimum=0)
+# A device given a signing secret must sign every API request (verification/api/signatures.py); a
+# signature whose X-Signature-Timestamp is more than REQUEST_SIGNATURE_MAX_SKEW_SECONDS [300] away from
+# the server's clock is refused, and nonces are remembered (in the shared cache) for twice that long.
+REQUEST_SIGNATURE_MAX_SKEW_SECONDS = env_int("REQUEST_SIGNATURE_MAX_SKEW_SECONDS", 300, minimum=1, maximum=3600)
 
 # --- Retention of biometric files, see verification/services/retention.py ---
 # RETENTION_SNAPSHOT_DAYS [30]: check-in snapshot files are deleted after this many days (check-in and

@@ -284,11 +284,17 @@ class PersonAdmin(admin.ModelAdmin):
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["name", "token_prefix", "created_at", "last_seen_at", "revoked_at"]
+    list_display = ["name", "token_prefix", "signs_requests", "created_at", "last_seen_at", "revoked_at"]
     search_fields = ["name"]
-    fields = ["name", "token_prefix", "created_at", "revoked_at"]
-    readonly_fields = ["token_prefix", "created_at", "revoked_at"]
-    actions = ["revoke_tokens", "issue_new_tokens", "reinstate_devices"]
+    fields = ["name", "token_prefix", "signs_requests", "created_at", "revoked_at"]
+    readonly_fields = ["token_prefix", "signs_requests", "created_at", "revoked_at"]
+    actions = [
+        "revoke_tokens", "issue_new_tokens", "reinstate_devices", "issue_signing_secrets", "remove_signing_secrets",
+    ]
+
+    @admin.display(boolean=True, description="Signs requests")
+    def signs_requests(self, obj: Device) -> bool:
+        return obj.signs_requests
 
     def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
         # The name identifies the device in the audit log; tokens change through the actions.
@@ -351,6 +357,32 @@ class DeviceAdmin(admin.ModelAdmin):
                 messages.error(request, refused.message)
             else:
                 self._show_token_once(request, device, token)
+
+    @admin.action(
+        description="Require signed requests: issue new signing secrets (shown once; the device must sign)",
+        permissions=["issue_token"],
+    )
+    def issue_signing_secrets(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        for device in queryset:
+            try:
+                secret = services.device_issue_signing_secret(device=device, operator=request.user.get_username())
+            except DomainError as refused:
+                messages.error(request, refused.message)
+            else:
+                messages.warning(
+                    request,
+                    format_html(
+                        "Request-signing secret for <b>{}</b>, shown only now; from now on every request of "
+                        "this device must be signed with it: <code>{}</code>",
+                        device.name, secret,
+                    ),
+                )
+
+    @admin.action(description="Stop requiring signed requests (remove signing secrets)", permissions=["issue_token"])
+    def remove_signing_secrets(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        for device in queryset:
+            services.device_remove_signing_secret(device=device, operator=request.user.get_username())
+        messages.success(request, f"{queryset.count()} device(s) no longer sign their requests.")
 
 
 # --- Check-ins (read-only) -------------------------------------------------------------------

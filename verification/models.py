@@ -143,6 +143,10 @@ class Device(TimeStamped):
     # When the current token was issued: DEVICE_TOKEN_MAX_AGE_DAYS counts from here.
     token_issued_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Opt-in signed requests (issue 9, item 7): with a secret, every API request of this device must carry
+    # an HMAC-SHA256 signature (verification/api/signatures.py). HMAC needs the secret itself, so it is
+    # stored as issued (not encrypted at rest: docs/SECURITY.md); empty = the device does not sign.
+    signing_secret = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -154,6 +158,10 @@ class Device(TimeStamped):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def signs_requests(self) -> bool:
+        return bool(self.signing_secret)
 
 
 class CheckIn(TimeStamped):
@@ -379,6 +387,8 @@ class AuditEntry(models.Model):
         REFERENCE_DELETED = "reference_deleted", "Reference photo deleted"
         DEVICE_CREATED = "device_created", "Device created (first token)"
         DEVICE_TOKEN_ISSUED = "device_token_issued", "Device token issued"
+        DEVICE_SIGNING_SECRET_ISSUED = "device_signing_issued", "Device request-signing secret issued"
+        DEVICE_SIGNING_SECRET_REMOVED = "device_signing_removed", "Device request-signing secret removed"
         MODEL_CHANGED = "model_changed", "Face model version first loaded"
 
     # Position in the chain; the chain is walked in this order.

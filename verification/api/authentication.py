@@ -17,6 +17,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from verification import selectors, services
+from verification.api.signatures import verify_signature
 from verification.models import Device
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class DeviceTokenAuthentication(authentication.BaseAuthentication):
         if _token_expired(device):
             logger.warning("expired device token %s... of %s", raw_token[:8], device.name)
             raise exceptions.AuthenticationFailed("The token has expired; an operator must issue a new one.")
+        if device.signs_requests:
+            verify_signature(request, device)
         services.device_seen(device=device)
         return DevicePrincipal(device), device
 

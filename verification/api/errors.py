@@ -26,7 +26,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, exceptions.NotAuthenticated):
         response.data = error_body("not_authenticated", "Send 'Authorization: Token <token>'.")
     elif isinstance(exc, exceptions.AuthenticationFailed):
-        response.data = error_body("authentication_failed", str(exc.detail))
+        # A specific code (``signature_*``, verification/api/signatures.py) is kept; the rest say
+        # ``authentication_failed``.
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) and codes.startswith("signature_") else "authentication_failed"
+        response.data = error_body(code, str(exc.detail))
     elif isinstance(exc, exceptions.Throttled):
         response.data = error_body("throttled", str(exc.detail), {"retry_after": exc.wait})
     elif isinstance(exc, exceptions.APIException):

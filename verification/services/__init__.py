@@ -16,8 +16,10 @@ from verification.services.checkins import (
 )
 from verification.services.devices import (
     device_create,
+    device_issue_signing_secret,
     device_issue_token,
     device_reinstate,
+    device_remove_signing_secret,
     device_revoke,
     device_seen,
 )
@@ -57,8 +59,10 @@ __all__ = [
     "checkin_submit",
     "checkins_sweep",
     "device_create",
+    "device_issue_signing_secret",
     "device_issue_token",
     "device_reinstate",
+    "device_remove_signing_secret",
     "device_revoke",
     "device_seen",
     "lockout_active",

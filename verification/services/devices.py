@@ -26,6 +26,49 @@ def device_create(*, name: str, operator: str = "") -> tuple[Device, str]:
 
 
 @transaction.atomic
+def device_issue_signing_secret(*, device: Device, operator: str = "") -> str:
+    """Give the device a new request-signing secret (replacing any old one) and return it, to be shown
+    once. From now on every API request of the device must be signed (issue 9, item 7). Audited (never
+    the secret). Refused for a revoked device."""
+    locked = Device.objects.select_for_update().get(pk=device.pk)
+    if locked.revoked_at is not None:
+        raise DeviceRevoked(
+            f"{locked.name} is revoked: no signing secret. Reinstate it first.",
+            detail={"device": locked.name, "revoked_at": locked.revoked_at.isoformat()},
+        )
+    secret = secrets.token_hex(32)
+    locked.signing_secret = secret
+    locked.save(update_fields=["signing_secret", "updated_at"])
+    audit_append(
+        kind=AuditEntry.Kind.DEVICE_SIGNING_SECRET_ISSUED,
+        actor=operator,
+        device_ref=locked.pk,
+        device_name=locked.name,
+        detail={"operator": operator} if operator else None,
+    )
+    device.signing_secret, device.updated_at = locked.signing_secret, locked.updated_at
+    return secret
+
+
+@transaction.atomic
+def device_remove_signing_secret(*, device: Device, operator: str = "") -> Device:
+    """Stop requiring signed requests from the device (its token alone authenticates again). Audited."""
+    locked = Device.objects.select_for_update().get(pk=device.pk)
+    if locked.signing_secret:
+        locked.signing_secret = ""
+        locked.save(update_fields=["signing_secret", "updated_at"])
+        audit_append(
+            kind=AuditEntry.Kind.DEVICE_SIGNING_SECRET_REMOVED,
+            actor=operator,
+            device_ref=locked.pk,
+            device_name=locked.name,
+            detail={"operator": operator} if operator else None,
+        )
+    device.signing_secret, device.updated_at = locked.signing_secret, locked.updated_at
+    return device
+
+
+@transaction.atomic
 def device_issue_token(*, device: Device, operator: str = "") -> str:
     """Give a new or active device a fresh token, replacing any old one; return the raw token. Audited:
     ``device_created`` for a new device, ``device_token_issued`` otherwise (the token's prefix, never it).
