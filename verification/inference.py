@@ -184,7 +184,14 @@ def warm_up_frame() -> np.ndarray:
         cv2.line(frame, (x - 22, 192), (x + 22, 190), (60, 40, 30), 5)
     cv2.line(frame, (320, 225), (312, 270), (150, 110, 100), 4)
     cv2.ellipse(frame, (320, 300), (30, 10), 0, 0, 180, (120, 60, 60), 5)
-    return cv2.GaussianBlur(frame, (9, 9), 3)
+    drawn = cv2.GaussianBlur(frame, (9, 9), 3)
+    # Shown at 0.6x (a ~110 px face): at the detector's search scale for 24 px faces the drawing at
+    # full size scores 0.87, under MIN_CONFIDENCE; at 0.6x it scores 0.93.
+    small = cv2.resize(drawn, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    out = np.full_like(drawn, 200)
+    top, left = (480 - small.shape[0]) // 2, (640 - small.shape[1]) // 2
+    out[top : top + small.shape[0], left : left + small.shape[1]] = small
+    return out
 
 
 def warm_up_frames() -> list[np.ndarray]:
