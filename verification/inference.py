@@ -249,11 +249,10 @@ def model_info() -> ModelInfo:
                      promised_far=tuple(sorted(promised.items())))
 
 
-def align_face(data: bytes) -> AlignedFace:
-    """Decode, detect the principal face (``ml.align``'s face policy) and align it; no embedding, so
-    only the detector loads. Raises ``FaceRejected``."""
+def _decode_and_detect(data: bytes, detect: Any) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
+    """Decode ``data`` and run ``detect(rgb) -> (crop, landmarks or None)``: the aligned crop, the
+    landmarks and the decode/detect timings. Image and face problems become ``FaceRejected``."""
     import ml
-    from ml.align import align_face as align, find_principal_face
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -265,55 +264,49 @@ def align_face(data: bytes) -> AlignedFace:
 
     start = time.perf_counter()
     try:
-        face = find_principal_face(rgb)  # as ml.extract_face, keeping the landmarks
+        crop, landmarks = detect(rgb)
     except ml.FaceError as exc:
         timings["detect_ms"] = _ms_since(start)
         reason = exc.reason if exc.reason in _FACE_REASONS else "no_face"
         raise FaceRejected(reason, str(exc), timings) from exc
-    crop = align(rgb, face.landmarks)
     timings["detect_ms"] = _ms_since(start)
-    return AlignedFace(crop=np.asarray(crop, dtype=np.uint8), landmarks=np.asarray(face.landmarks, np.float64),
-                       timings=timings)
+    return np.asarray(crop, dtype=np.uint8), landmarks, timings
+
+
+def _principal_with_landmarks(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from ml.align import align_face as align, find_principal_face
+
+    face = find_principal_face(rgb)  # as ml.extract_face, keeping the landmarks
+    return align(rgb, face.landmarks), np.asarray(face.landmarks, np.float64)
+
+
+def align_face(data: bytes) -> AlignedFace:
+    """Decode, detect the principal face (``ml.align``'s face policy) and align it; no embedding, so
+    only the detector loads. Raises ``FaceRejected``."""
+    crop, landmarks, timings = _decode_and_detect(data, _principal_with_landmarks)
+    return AlignedFace(crop=crop, landmarks=landmarks, timings=timings)
+
+
+def _embedded(crop: np.ndarray, timings: dict[str, float], landmarks: np.ndarray | None = None) -> FaceEmbedding:
+    model = get_model()
+    start = time.perf_counter()
+    embedding = model.embed(crop[np.newaxis, ...])[0]
+    timings = {**timings, "embed_ms": _ms_since(start)}
+    return FaceEmbedding(crop=crop, embedding=np.asarray(embedding, dtype=np.float32), timings=timings, landmarks=landmarks)
 
 
 def embed_face(data: bytes) -> FaceEmbedding:
     """Decode, detect + align the principal face (``ml.align``'s face policy), embed it. Raises ``FaceRejected``."""
     import ml
 
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    try:
-        rgb = ml.decode_image(data, max_pixels=settings.IMAGE_MAX_PIXELS)
-    except ml.ImageError as exc:
-        raise FaceRejected("unreadable_image", str(exc), {"decode_ms": _ms_since(start)}) from exc
-    timings["decode_ms"] = _ms_since(start)
-
-    start = time.perf_counter()
-    try:
-        crop = ml.extract_face(rgb)
-    except ml.FaceError as exc:
-        timings["detect_ms"] = _ms_since(start)
-        reason = exc.reason if exc.reason in _FACE_REASONS else "no_face"
-        raise FaceRejected(reason, str(exc), timings) from exc
-    timings["detect_ms"] = _ms_since(start)
-
-    model = get_model()
-    start = time.perf_counter()
-    embedding = model.embed(np.asarray(crop, dtype=np.uint8)[np.newaxis, ...])[0]
-    timings["embed_ms"] = _ms_since(start)
-    return FaceEmbedding(crop=np.asarray(crop, dtype=np.uint8), embedding=np.asarray(embedding, dtype=np.float32), timings=timings)
+    crop, _, timings = _decode_and_detect(data, lambda rgb: (ml.extract_face(rgb), None))
+    return _embedded(crop, timings)
 
 
 def embed_reference_face(data: bytes) -> FaceEmbedding:
     """As :func:`embed_face`, with the face's landmarks kept for the enrolment quality checks."""
     face = align_face(data)
-    timings = dict(face.timings)
-    model = get_model()
-    start = time.perf_counter()
-    embedding = model.embed(face.crop[np.newaxis, ...])[0]
-    timings["embed_ms"] = _ms_since(start)
-    return FaceEmbedding(crop=face.crop, embedding=np.asarray(embedding, dtype=np.float32), timings=timings,
-                         landmarks=face.landmarks)
+    return _embedded(face.crop, face.timings, face.landmarks)
 
 
 def score(probe: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, float]:
