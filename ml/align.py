@@ -266,10 +266,17 @@ def find_principal_face(image_rgb: ImageRGB) -> DetectedFace:
     face too small to verify from no face at all.
     """
     _check_image(image_rgb)
-    faces = detect_faces(image_rgb, min_face_px=RIVAL_SEARCH_FACE_PX)
+    return principal_after_first_search(image_rgb, detect_faces(image_rgb, min_face_px=RIVAL_SEARCH_FACE_PX))
+
+
+def principal_after_first_search(
+    image_rgb: ImageRGB, faces: Sequence[DetectedFace], *, min_face_px: float = MIN_FACE_PX
+) -> DetectedFace:
+    """The rest of :func:`find_principal_face` given the first search's ``faces`` (callers that detect
+    many frames in one batch): the second, finer search only when nothing confident was found."""
     if not any(f.confidence >= MIN_CONFIDENCE for f in faces) and RIVAL_SEARCH_FACE_PX > MIN_DETECT_FACE_PX:
         faces = detect_faces(image_rgb, min_face_px=MIN_DETECT_FACE_PX)
-    return choose_principal_face(faces)
+    return choose_principal_face(faces, min_face_px=min_face_px)
 
 
 def extract_face(image_rgb: ImageRGB) -> ImageRGB:

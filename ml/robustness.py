@@ -133,10 +133,8 @@ def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | Non
     (NaN when none). ``min_face_px`` overrides the
     policy's verification minimum (the size sweep measures below it).
 
-    Same-sized frames are detected in batches (one MTCNN call each), exactly as
-    :func:`ml.align.find_principal_face` does one frame: the first search down to
-    ``RIVAL_SEARCH_FACE_PX``, a second one down to ``MIN_DETECT_FACE_PX`` only for frames where
-    the first found no confident face.
+    Same-sized frames get the first search of :func:`ml.align.find_principal_face` in batches (one
+    MTCNN call each); :func:`ml.align.principal_after_first_search` does the rest per frame.
     """
     from ml import align
     from ml.errors import FaceError
@@ -153,10 +151,8 @@ def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | Non
             chunk = indices[start : start + batch_size]
             found = align.detect_faces_batch([frames[i] for i in chunk], min_face_px=align.RIVAL_SEARCH_FACE_PX)
             for i, faces in zip(chunk, found):
-                if not any(f.confidence >= align.MIN_CONFIDENCE for f in faces):
-                    faces = align.detect_faces(frames[i], min_face_px=align.MIN_DETECT_FACE_PX)
                 try:
-                    face = align.choose_principal_face(faces, min_face_px=policy_min)
+                    face = align.principal_after_first_search(frames[i], faces, min_face_px=policy_min)
                     crops[i] = align.align_face(frames[i], face.landmarks)
                     sizes[i] = face.size
                 except FaceError as exc:
