@@ -129,11 +129,9 @@ class FaceModel:
     def threshold_for(self, references: int) -> float:
         """The threshold for a person with ``references`` enrolled photos: the calibrated one for that
         count, the largest calibrated count's beyond it (more references only lower the FAR)."""
-        per_k = self.thresholds()
-        if not per_k or references < 1:
-            return self.threshold
-        known = sorted(per_k)
-        return per_k[references] if references in per_k else per_k[known[-1] if references > known[-1] else known[0]]
+        from ml.operating_point import threshold_for_count
+
+        return threshold_for_count(self.thresholds(), self.threshold, references)
 
     def embed(self, faces: FaceBatch) -> Embeddings:
         """(N, 100, 100, 3) uint8 aligned crops -> (N, D) float32, rows L2-normalised."""

@@ -24,6 +24,17 @@ ProbeScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(N, D) x (N, D) embeddings -> (N,) pair scores (or a :class:`ml.scoring.PairScorer`)."""
 
 
+def threshold_for_count(per_k: dict[int, float], default: float, references: int) -> float:
+    """The threshold for a person with ``references`` enrolled photos: the one calibrated for that
+    count, the largest calibrated count's beyond it (more references only lower the FAR), the
+    smallest's below it; ``default`` when nothing was calibrated per count."""
+    if not per_k or references < 1:
+        return default
+    if references in per_k:
+        return per_k[references]
+    return per_k[max(per_k)] if references > max(per_k) else per_k[min(per_k)]
+
+
 @dataclass(frozen=True)
 class Enrolment:
     """For each enrolled person (id), the image indices used as references."""

@@ -69,12 +69,9 @@ class ModelInfo:
     def threshold_for(self, references: int) -> float:
         """The threshold for a person with ``references`` ready photos (the largest calibrated count's
         beyond it: more references only lower the false-accept rate)."""
-        per_k = dict(self.thresholds)
-        if not per_k or references < 1:
-            return self.threshold
-        if references in per_k:
-            return per_k[references]
-        return per_k[max(per_k)] if references > max(per_k) else per_k[min(per_k)]
+        from ml.operating_point import threshold_for_count  # worker-side module: ml is importable here
+
+        return threshold_for_count(dict(self.thresholds), self.threshold, references)
 
 
 @dataclass(frozen=True)
