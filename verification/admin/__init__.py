@@ -1,0 +1,18 @@
+"""Django admin: enrolment (people + inline reference photos), devices, check-ins, the audit log.
+
+Admin classes hold no rules: every write goes through ``services``. The audit log is read-only for
+everyone, superusers included. Who may do what comes from ``verification.roles``: every action names
+the permission it needs, and biometric images (thumbnails, links) are shown only to users who may view
+that kind of image (issue 9, item 2).
+"""
+
+from verification.admin import (  # noqa: F401 (registers)
+    audit_log,
+    calibration,
+    checkins,
+    devices,
+    lockouts,
+    people,
+)
+from verification.admin.audit_log import CSV_COLUMNS  # noqa: F401
+from verification.admin.common import ReadOnlyAdmin, thumbnail  # noqa: F401
