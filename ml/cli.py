@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="MANIFEST", help=(
         "take the training config from a model's manifest.json (reproduces that model; "
         "--steps/--seed/--threads still override)"))
+    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=(
+        "override one TrainConfig field, e.g. --set learning_rate=6e-4 --set init_from=ml/models/siamese-lfw-2 "
+        "(repeatable; recorded in the manifest like every other field)"))
 
     evaluate = commands.add_parser("evaluate", help="report on the calibrate and test pairs", description=(
         "Score LFW View 2 fold 8 (calibrate) and folds 9+10 (test) at the model's threshold; print the report and "
@@ -76,10 +79,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = TrainConfig.from_manifest(args.config) if args.config else TrainConfig()
     overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads)) if v is not None}
-    config = replace(config, **overrides)
+    config = replace(config, **overrides, **_config_overrides(config, args.set))
     out = train(config, lfw_dir=args.data, output_dir=args.output, work_dir=args.work_dir, version=args.version)
     print(out)
     return 0
+
+
+def _config_overrides(config: object, assignments: Sequence[str]) -> dict[str, object]:
+    """``FIELD=VALUE`` strings as typed TrainConfig overrides (the type of the field's current value)."""
+    overrides: dict[str, object] = {}
+    for assignment in assignments:
+        name, sep, raw = assignment.partition("=")
+        if not sep or not hasattr(config, name) or name == "extra":
+            raise SystemExit(f"train: --set {assignment!r}: expected FIELD=VALUE with a TrainConfig field")
+        current = getattr(config, name)
+        if isinstance(current, bool):
+            value: object = raw.lower() in ("1", "true", "yes")
+        elif isinstance(current, tuple):
+            value = tuple(int(part) for part in raw.split(","))
+        else:
+            try:
+                value = type(current)(raw)
+            except ValueError as error:
+                raise SystemExit(f"train: --set {assignment!r}: {error}") from None
+        overrides[name] = value
+    return overrides
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -68,6 +68,12 @@ class TrainConfig:
     distill_weight: float = 4.0
     relational_weight: float = 8.0
     select_far: float = 1e-3  # model selection: TAR at this FAR over all validation image pairs
+    # Warm start: a model directory (relative to the repository root) whose tower and head weights
+    # start this run; "" trains from scratch. Continuing a model costs a fraction of a new run.
+    init_from: str = ""
+    # Seed of the batch order and augmentation; 0 = ``seed``. A continued run sets its own so it does
+    # not replay the first run's batches (``seed`` also picks the validation people: keep it).
+    batch_seed: int = 0
     threads: int = 0  # TensorFlow intra-op threads; 0 = TensorFlow's default
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -78,6 +84,8 @@ class TrainConfig:
         recorded = dict(json.loads(Path(path).read_text())["training"]["config"])
         recorded.setdefault("distill_weight", 0.0)
         recorded.setdefault("relational_weight", 0.0)
+        recorded.setdefault("init_from", "")
+        recorded.setdefault("batch_seed", 0)
         recorded["widths"] = tuple(recorded["widths"])
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(recorded) - known)
@@ -159,6 +167,21 @@ class _Trainer:
 
         return train_step
 
+    def warm_start(self, model_dir: str | os.PathLike[str]) -> None:
+        """Start from another model's tower and head; CosFace's class centres are imprinted as each
+        training person's mean embedding, so the first steps refine instead of undoing the tower."""
+        import keras
+
+        from ml.inference import MODEL_FILE
+
+        source = keras.models.load_model(Path(model_dir) / MODEL_FILE, compile=False)
+        self.siamese.set_weights(source.get_weights())
+        embeddings = self.embed_rows(self.training.indices)
+        centres = np.zeros((self.training.num_classes, embeddings.shape[1]), np.float32)
+        np.add.at(centres, self.training.labels, embeddings)
+        norms = np.linalg.norm(centres, axis=1, keepdims=True)
+        self.class_weights.assign(centres / np.maximum(norms, 1e-12) * 0.05)
+
     def head_weights(self) -> tuple[np.ndarray, float]:
         kernel, bias = self.head.get_weights()
         return kernel[:, 0], float(bias[0])
@@ -221,7 +244,7 @@ def train(
 
     sampler = IdentityBatchSampler(
         training.labels, identities=config.identities_per_batch, k=config.photos_per_identity,
-        singletons=config.singletons_per_batch, seed=config.seed,
+        singletons=config.singletons_per_batch, seed=config.batch_seed or config.seed,
     )
     teacher = None
     if config.distill_weight or config.relational_weight:
@@ -234,12 +257,15 @@ def train(
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint)
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(trainer.step.numpy()))
+    elif config.init_from:
+        trainer.warm_start(config.init_from)
+        log.info("warm start from %s", config.init_from)
     best = json.loads(best_meta.read_text()) if best_meta.exists() and manager.latest_checkpoint else {"score": -1.0}
     val_rows, val_people = _validation_images(cache["paths"], training)
 
     def make_batch(step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         positions = sampler.batch(step)
-        rng = np.random.default_rng([config.seed, 4, step])
+        rng = np.random.default_rng([config.batch_seed or config.seed, 4, step])
         rows = training.indices[positions]
         images = augment_batch(trainer.crops[rows], config.cache_margin, rng)
         return images, training.labels[positions].astype(np.int32), trainer.teacher[rows]

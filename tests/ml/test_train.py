@@ -87,3 +87,37 @@ def test_negative_curriculum_hardens_from_random_to_the_maximum():
     config = TrainConfig(steps=100, max_negative_candidates=32, negative_ramp_fraction=0.5)
     values = [config.negative_candidates(step) for step in range(100)]
     assert values[0] == 1 and values[-1] == 32 and values == sorted(values)
+
+
+def test_a_run_warm_starts_from_another_models_weights(fake_lfw, work_dir, tmp_path, caplog):
+    import shutil
+    from dataclasses import replace
+
+    import keras
+
+    root, _ = fake_lfw
+    first = train(TINY, lfw_dir=root, output_dir=tmp_path / "first", work_dir=work_dir, version="tiny-1")
+    fresh = tmp_path / "fresh-work"  # no checkpoints: the weights can only come from init_from
+    fresh.mkdir()
+    for name in (f"lfw_cache_m{TINY.cache_margin}.npz", "teacher_dlib.npz"):
+        shutil.copy(work_dir / name, fresh / name)
+    warm = replace(TINY, init_from=str(first), batch_seed=7, learning_rate=0.0, warmup_steps=0)
+    with caplog.at_level(logging.INFO, logger="ml.train"):
+        second = train(warm, lfw_dir=root, output_dir=tmp_path / "second", work_dir=fresh, version="tiny-2")
+    assert any("warm start from" in r.getMessage() for r in caplog.records)
+    assert TrainConfig.from_manifest(second / "manifest.json") == warm
+    # With a zero learning rate the continued model keeps the first one's trainable weights (batch
+    # norm's running statistics still move).
+    before = [w.numpy() for w in keras.models.load_model(first / "model.keras", compile=False).trainable_weights]
+    after = [w.numpy() for w in keras.models.load_model(second / "model.keras", compile=False).trainable_weights]
+    assert all(np.allclose(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_train_command_overrides_config_fields_by_name():
+    from ml.cli import _config_overrides
+
+    overrides = _config_overrides(TINY, ["learning_rate=6e-4", "widths=8,16,16,32", "flip_average=false", "init_from=m/x"])
+    assert overrides == {"learning_rate": 6e-4, "widths": (8, 16, 16, 32), "flip_average": False, "init_from": "m/x"}
+    for bad in ("nonsense=1", "steps", "steps=many"):
+        with pytest.raises(SystemExit, match="--set"):
+            _config_overrides(TINY, [bad])
