@@ -21,6 +21,7 @@ APP_LABEL = "verification"
 
 VIEW_REFERENCE_PHOTOS = "view_reference_photos"  # ReferenceImage: references/ and faces/ files
 VIEW_SNAPSHOTS = "view_snapshots"  # CheckIn: snapshots/ files
+REVIEW_CHECKINS = "review_checkin"  # CheckIn: admit or refuse a check-in in the review band (guard)
 ISSUE_DEVICE_TOKENS = "issue_device_token"  # Device: a new device, or a new token for one
 REVOKE_DEVICES = "revoke_device"  # Device
 REINSTATE_DEVICES = "reinstate_device"  # Device: a revoked device back, with a new token
@@ -31,7 +32,10 @@ VERIFY_AUDIT_CHAIN = "verify_audit_chain"  # AuditEntry: walk the hash chain fro
 
 CUSTOM_PERMISSIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "referenceimage": ((VIEW_REFERENCE_PHOTOS, "Can view reference photos and aligned faces (biometric)"),),
-    "checkin": ((VIEW_SNAPSHOTS, "Can view check-in snapshots (biometric)"),),
+    "checkin": (
+        (VIEW_SNAPSHOTS, "Can view check-in snapshots (biometric)"),
+        (REVIEW_CHECKINS, "Can admit or refuse check-ins in review (guard)"),
+    ),
     "device": (
         (ISSUE_DEVICE_TOKENS, "Can issue device tokens"),
         (REVOKE_DEVICES, "Can revoke devices"),
@@ -84,11 +88,18 @@ OPERATOR = Role(
 )
 SECURITY_OFFICER = Role(
     name="Security officer",
-    summary="Reviews check-ins and their snapshots, reads and exports the audit log, unlocks lockouts.",
+    summary="Reviews check-ins and their snapshots (and may answer the review queue), reads and exports the "
+    "audit log, unlocks lockouts.",
     codenames=_model("checkin", "view")
     | _model("auditentry", "view")
     | _model("lockout", "view")
-    | {VIEW_SNAPSHOTS, EXPORT_AUDIT, UNLOCK_LOCKOUTS},
+    | {VIEW_SNAPSHOTS, EXPORT_AUDIT, UNLOCK_LOCKOUTS, REVIEW_CHECKINS},
+)
+GUARD = Role(
+    name="Guard",
+    summary="Answers the review queue: sees the snapshot beside the claimed person's reference photos and "
+    "admits or refuses check-ins whose score fell in the review band.",
+    codenames=_model("checkin", "view") | {VIEW_SNAPSHOTS, VIEW_REFERENCE_PHOTOS, REVIEW_CHECKINS},
 )
 AUDITOR = Role(
     name="Auditor",
@@ -101,14 +112,16 @@ DATA_PROTECTION_OFFICER = Role(
     codenames=_model("person", "view") | {ERASE_PEOPLE},
 )
 
-ROLES: tuple[Role, ...] = (OPERATOR, SECURITY_OFFICER, AUDITOR, DATA_PROTECTION_OFFICER)
+ROLES: tuple[Role, ...] = (OPERATOR, SECURITY_OFFICER, AUDITOR, DATA_PROTECTION_OFFICER, GUARD)
 
 
-def groups_sync(*, group_model, permission_model) -> None:  # noqa: ANN001 - historical models in migrations
+def groups_sync(*, group_model, permission_model, missing_ok: bool = False) -> None:  # noqa: ANN001 - historical models
     """Create each role's group and give it exactly the role's permissions (idempotent).
 
     Takes the model classes so that a data migration can pass its historical ones. The permissions
     must exist (a migration creates them first: ``post_migrate`` runs only after every migration).
+    ``missing_ok``: for an early migration on a fresh database, where permissions declared by later
+    migrations do not exist yet; the latest migration that syncs the roles runs strict.
     """
     for role in ROLES:
         group, _ = group_model.objects.get_or_create(name=role.name)
@@ -116,7 +129,7 @@ def groups_sync(*, group_model, permission_model) -> None:  # noqa: ANN001 - his
             permission_model.objects.filter(content_type__app_label=APP_LABEL, codename__in=role.codenames)
         )
         missing = role.codenames - {permission.codename for permission in found}
-        if missing:
+        if missing and not missing_ok:
             raise LookupError(f"Permissions missing for role {role.name!r}: {sorted(missing)}")
         group.permissions.set(found)
 

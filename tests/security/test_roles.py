@@ -112,8 +112,13 @@ def test_each_role_is_a_group_holding_exactly_its_permissions():
                      roles.VERIFY_AUDIT_CHAIN]:
         assert Permission.objects.filter(content_type__app_label="verification", codename=codename).exists()
     # Only the operator sees reference photos, only the security officer snapshots; nobody but the DPO erases.
-    assert [r.name for r in roles.ROLES if roles.perm(roles.VIEW_REFERENCE_PHOTOS) in r.permissions] == ["Operator"]
-    assert [r.name for r in roles.ROLES if roles.perm(roles.VIEW_SNAPSHOTS) in r.permissions] == ["Security officer"]
+    # The guard sees both: comparing a snapshot with the references is the review queue's whole job.
+    assert [r.name for r in roles.ROLES if roles.perm(roles.VIEW_REFERENCE_PHOTOS) in r.permissions] == [
+        "Operator", "Guard"]
+    assert [r.name for r in roles.ROLES if roles.perm(roles.VIEW_SNAPSHOTS) in r.permissions] == [
+        "Security officer", "Guard"]
+    assert [r.name for r in roles.ROLES if roles.perm(roles.REVIEW_CHECKINS) in r.permissions] == [
+        "Security officer", "Guard"]
     assert [r.name for r in roles.ROLES if roles.perm(roles.ERASE_PEOPLE) in r.permissions] == ["Data-protection officer"]
 
 

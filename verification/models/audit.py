@@ -38,6 +38,9 @@ class AuditEntry(models.Model):
     class Kind(models.TextChoices):
         DECISION = "decision", "Decision"
         FAILURE = "failure", "Processing failed"
+        # The model's verdict "review" (score in the band); the guard's answer or the timeout follows as
+        # the check-in's one ``decision`` entry (``services/reviews.py``).
+        REVIEW = "review", "Sent to a guard (score in the review band)"
         LOCKOUT = "lockout", "Lockout"
         UNLOCK = "unlock", "Unlock"
         ERASURE = "erasure", "Erasure receipt"

@@ -19,6 +19,10 @@ class SiteCalibration(TimeStamped):
     target_far = models.FloatField(help_text="The false-accept rate the thresholds were chosen for.")
     # {"1": t1, "2": t2, ...}: threshold of the mean rule per reference count. Empty: the model's thresholds.
     thresholds = models.JSONField(default=dict, blank=True)
+    # The review band's lower edge per reference count, chosen at ``review_target_far`` the same way
+    # (empty: the model's band, ``services/thresholds.py``).
+    review_target_far = models.FloatField(null=True, blank=True, help_text="The FAR the review band's lower edge was chosen for.")
+    review_thresholds = models.JSONField(default=dict, blank=True)
     # Per reference count: trials, FAR and FRR with 95 % intervals at the previous and the new thresholds.
     figures = models.JSONField(default=dict, blank=True)
     people = models.PositiveIntegerField(default=0, help_text="People with ready references measured.")

@@ -18,6 +18,8 @@ class CheckIn(TimeStamped):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         PROCESSING = "processing", "Processing"
+        # The score fell in the review band: a guard admits or refuses (``services/reviews.py``).
+        REVIEW = "review", "Waiting for a guard"
         DECIDED = "decided", "Decided"
         FAILED = "failed", "Failed"
 
@@ -37,6 +39,8 @@ class CheckIn(TimeStamped):
         SNAPSHOT_MISSING = "snapshot_missing", "Snapshot file missing"
         DEVICE_REVOKED = "device_revoked", "Device revoked before the check-in was processed"
         REPLAYED = "replayed", "Replayed snapshot (seen before, or a near-duplicate of a recent probe)"
+        GUARD_REFUSED = "guard_refused", "Refused by a guard (score in the review band)"
+        REVIEW_TIMEOUT = "review_timeout", "No guard answered the review in time"
 
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="checkins")
     claimed_external_id = models.CharField(max_length=64)
@@ -55,6 +59,15 @@ class CheckIn(TimeStamped):
     threshold = models.FloatField(null=True, blank=True)
     reason = models.CharField(max_length=32, choices=Reason.choices, blank=True, default="")
     model_version = models.CharField(max_length=64, blank=True, default="")
+    # The review band's lower edge in force for this check-in (null: band off, or decided before any
+    # face was scored). Between it and ``threshold`` a guard decides (``services/reviews.py``).
+    review_threshold = models.FloatField(null=True, blank=True)
+    # Set when the model's verdict was "review": since when a guard may decide, and when the review
+    # lapses into 0 ``review_timeout`` (fixed at the start, so a settings change never moves a deadline).
+    review_started_at = models.DateTimeField(null=True, blank=True)
+    review_expires_at = models.DateTimeField(null=True, blank=True)
+    # The guard (user name) who admitted or refused it; empty for the model's own decisions and timeouts.
+    reviewed_by = models.CharField(max_length=150, blank=True, default="")
     best_reference = models.ForeignKey(
         ReferenceImage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -81,6 +94,9 @@ class CheckIn(TimeStamped):
             models.Index(fields=["device", "decided_at"], name="checkin_device_decided_idx"),
             # Replay check: "an earlier check-in whose snapshot had these bytes".
             models.Index(fields=["snapshot_sha256"], name="checkin_snapshot_sha256_idx"),
+            # Review queue "in review, oldest first", the waiting-reviews metric and the timeout sweep
+            # "in review" (a handful of rows, read in start order).
+            models.Index(fields=["status", "review_started_at"], name="checkin_review_queue_idx"),
         ]
         constraints = [
             # One decision per check-in: a decided row has exactly one 0/1, an undecided row none.
@@ -102,6 +118,26 @@ class CheckIn(TimeStamped):
             ),
             models.CheckConstraint(
                 name="checkin_failed_has_reason", condition=~Q(status="failed") | ~Q(reason="")
+            ),
+            # A row in review carries what sent it there: its score, both band edges and its deadline.
+            models.CheckConstraint(
+                name="checkin_review_has_band",
+                condition=~Q(status="review")
+                | (
+                    Q(score__isnull=False)
+                    & Q(threshold__isnull=False)
+                    & Q(review_threshold__isnull=False)
+                    & Q(review_started_at__isnull=False)
+                    & Q(review_expires_at__isnull=False)
+                ),
+            ),
+            # Only a decided row that went through review names a guard; a guard's refusal always does,
+            # a timeout never does.
+            models.CheckConstraint(
+                name="checkin_reviewed_by_after_review",
+                condition=(Q(reviewed_by="") | (Q(status="decided") & Q(review_started_at__isnull=False)))
+                & (~Q(reason="guard_refused") | ~Q(reviewed_by=""))
+                & (~Q(reason="review_timeout") | (Q(reviewed_by="") & Q(review_started_at__isnull=False))),
             ),
         ]
 
