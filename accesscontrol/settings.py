@@ -42,6 +42,11 @@ Environment variables (default in brackets):
 - ``SESSION_COOKIE_SECURE`` / ``CSRF_COOKIE_SECURE`` [on when DEBUG is off]: cookies over HTTPS only.
 - ``SECURE_HSTS_SECONDS`` [0], ``SECURE_HSTS_INCLUDE_SUBDOMAINS`` [off], ``SECURE_HSTS_PRELOAD`` [off].
 - ``LOG_LEVEL`` [INFO].
+- ``TIME_ZONE`` [UTC]: the site's IANA time zone (``Europe/Berlin``): access windows and holidays are read
+  on its wall clock (daylight saving included), and the admin shows times in it.
+- ``DEVICE_WITHOUT_DOOR`` [auto]: what a check-in at a device with no door gets. ``auto``: no access rule
+  while the site has no door at all (as before doors existed), ``not_authorized_here`` once one exists;
+  ``unrestricted`` / ``refused``: always so (docs/ACCESS.md).
 
 ``manage.py check --deploy --fail-level WARNING`` passes with ``DEBUG`` off, ``SECRET_KEY`` (50+ random
 characters), ``ALLOWED_HOSTS``, ``SECURE_SSL_REDIRECT=1``, ``SECURE_HSTS_SECONDS=31536000``,
@@ -53,6 +58,7 @@ from __future__ import annotations
 from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -154,7 +160,13 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The site's time zone (issue 11, item 1): access windows are wall-clock times in it. Checked here, so a
+# misspelt zone stops start-up instead of every door reading its windows in the wrong zone.
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+try:
+    ZoneInfo(TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(f"TIME_ZONE={TIME_ZONE!r} is not an IANA time zone (e.g. Europe/Berlin).") from None
 USE_I18N = True
 USE_TZ = True
 
@@ -370,6 +382,12 @@ for _network in METRICS_ALLOWED_NETWORKS:
         raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_network!r} is not an address or network.") from None
 # A scraper inside the network talks plain HTTP to web:8000: no redirect to HTTPS for /metrics.
 SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
+
+# --- Doors and access groups (issue 11, item 1), see verification/services/access.py ---
+# A device with no door: ``auto`` leaves it without access rules while the site has no door at all (an
+# install from before doors keeps working) and refuses it ``not_authorized_here`` once any door exists;
+# ``unrestricted`` (a gradual roll-out) / ``refused`` say so whatever else exists.
+DEVICE_WITHOUT_DOOR = env_choice("DEVICE_WITHOUT_DOOR", "auto", ("auto", "unrestricted", "refused"))
 
 # --- REST API ---
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")

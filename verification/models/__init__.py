@@ -5,6 +5,7 @@ Embeddings are stored as raw little-endian float32 bytes (``embedding_dim`` valu
 version changes (``services/reembedding.py``); a check-in scores only embeddings of its own version.
 """
 
+from verification.models.access import AccessGroup, AccessGroupMembership, AccessWindow, Door, Holiday, Zone
 from verification.models.audit import (
     AuditChainHead,
     AuditCheck,
@@ -26,6 +27,7 @@ from verification.models.people import Person, ReferenceImage
 from verification.models.workers import WorkerHeartbeat
 
 __all__ = [
+    "AccessGroup", "AccessGroupMembership", "AccessWindow", "Door", "Holiday", "Zone",
     "AuditChainHead", "AuditCheck", "AuditEntry", "AuditLogImmutable", "AuditQuerySet", "CheckIn", "Device", "Lockout",
     "LockoutSubject", "Person", "ReferenceImage", "SiteCalibration", "TimeStamped", "WorkerHeartbeat", "face_upload_to",
     "reference_upload_to", "snapshot_upload_to",

@@ -59,6 +59,22 @@ class AuditEntry(models.Model):
         DEVICE_SIGNING_SECRET_ISSUED = "device_signing_issued", "Device request-signing secret issued"
         DEVICE_SIGNING_SECRET_REMOVED = "device_signing_removed", "Device request-signing secret removed"
         MODEL_CHANGED = "model_changed", "Face model version first loaded"
+        # Access rules (issue 11, item 1; ``services/access_rules.py``).
+        ZONE_CREATED = "zone_created", "Zone created"
+        ZONE_CHANGED = "zone_changed", "Zone changed"
+        ZONE_DELETED = "zone_deleted", "Zone deleted"
+        DOOR_CREATED = "door_created", "Door created"
+        DOOR_CHANGED = "door_changed", "Door changed"
+        DOOR_DELETED = "door_deleted", "Door deleted"
+        DEVICE_DOOR_CHANGED = "device_door_changed", "Device moved to another door"
+        ACCESS_GROUP_CREATED = "access_group_created", "Access group created"
+        ACCESS_GROUP_CHANGED = "access_group_changed", "Access group changed (zones, windows)"
+        ACCESS_GROUP_DELETED = "access_group_deleted", "Access group deleted"
+        ACCESS_MEMBER_ADDED = "access_member_added", "Person added to an access group"
+        ACCESS_MEMBER_REMOVED = "access_member_removed", "Person removed from an access group"
+        HOLIDAY_ADDED = "holiday_added", "Holiday added"
+        HOLIDAY_CHANGED = "holiday_changed", "Holiday changed"
+        HOLIDAY_REMOVED = "holiday_removed", "Holiday removed"
 
     # Position in the chain; the chain is walked in this order.
     seq = models.PositiveBigIntegerField(unique=True, editable=False)

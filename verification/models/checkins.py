@@ -41,6 +41,9 @@ class CheckIn(TimeStamped):
         REPLAYED = "replayed", "Replayed snapshot (seen before, or a near-duplicate of a recent probe)"
         GUARD_REFUSED = "guard_refused", "Refused by a guard (score in the review band)"
         REVIEW_TIMEOUT = "review_timeout", "No guard answered the review in time"
+        # Access rights (issue 11, item 1; ``services/access.py``): refused before any face work.
+        NOT_AUTHORIZED_HERE = "not_authorized_here", "No access group grants this door's zone"
+        OUTSIDE_SCHEDULE = "outside_schedule", "Outside the access groups' time windows"
 
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="checkins")
     claimed_external_id = models.CharField(max_length=64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from verification import roles
+from verification.models.access import Door
 from verification.models.base import (
     TimeStamped,
 )
@@ -23,6 +24,9 @@ class Device(TimeStamped):
     # an HMAC-SHA256 signature (verification/api/signatures.py). HMAC needs the secret itself, so it is
     # stored as issued (not encrypted at rest: docs/SECURITY.md); empty = the device does not sign.
     signing_secret = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # Where the device stands (issue 11, item 1): its check-ins need access to the door's zone. No door:
+    # DEVICE_WITHOUT_DOOR decides (services/access.py). PROTECT: a door with devices cannot be deleted.
+    door = models.ForeignKey(Door, on_delete=models.PROTECT, null=True, blank=True, related_name="devices")
 
     class Meta:
         ordering = ["name"]
