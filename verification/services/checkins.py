@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from django.conf import settings
@@ -20,6 +20,7 @@ from verification.audit import audit_append, device_actor
 from verification.errors import DeviceLockedOut, DomainError, ModelUnavailable, ServiceUnavailable
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
+from verification.services.access import AccessVerdict, access_check
 from verification.services import lockouts, queueing, reembedding, replays, thresholds
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
     The row is committed before anything is queued; if the broker is down the row stays pending
     and ``checkins_sweep`` queues it later. Only a failing database makes the device retry (503).
     A locked-out device is refused before anything is read or stored (429, issue 9, item 5).
+
+    A known person without access to this device's door now (``services/access.py``) is refused here,
+    in the request, before any face work: the row is stored with its snapshot and decided 0
+    (``not_authorized_here`` / ``outside_schedule``) with its audit entry, and nothing is queued.
     """
     locked = lockouts.lockout_active(scope=lockouts.Scope.DEVICE, key=str(device.pk))
     if locked is not None:
@@ -58,27 +63,48 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
     external_id = (person_external_id or "").strip()
     if not external_id or len(external_id) > 64:
         raise DomainError("person must be an external ID of 1 to 64 characters.", code="invalid_person")
+    received = timezone.now()
     checkin = CheckIn(
         device=device,
         claimed_external_id=external_id,
-        queued_at=timezone.now(),
+        queued_at=received,
         snapshot_sha256=replays.snapshot_sha256(snapshot_file),
     )
     try:
         with transaction.atomic():
             checkin.person = selectors.person_by_external_id(external_id=external_id)
+            refusal, access_ms = _access_refusal(checkin, at=received)
+            if refusal is not None:  # decided below, never queued
+                checkin.status, checkin.queued_at, checkin.started_at = CheckIn.Status.PROCESSING, None, received
             # The suffix comes from the decoded format, never from the device's file name.
             checkin.snapshot.save(f"snapshot{image.suffix}", snapshot_file, save=False)
             checkin.full_clean()
             checkin.save()
             checkin_id = checkin.pk
-            transaction.on_commit(lambda: queueing.enqueue("checkin_process_task", checkin_id))
+            if refusal is None:
+                transaction.on_commit(lambda: queueing.enqueue("checkin_process_task", checkin_id))
+            else:
+                checkin_decide(
+                    checkin_id=checkin_id, decision=0, reason=refusal.reason, person=checkin.person,
+                    timings={"access_ms": access_ms}, audit_detail=refusal.audit_detail(),
+                )
+                checkin.refresh_from_db()
     except DatabaseError as exc:
         logger.exception("check-in could not be stored")
         if checkin.snapshot.name:
             checkin.snapshot.storage.delete(checkin.snapshot.name)  # no row points at it
         raise ServiceUnavailable("The check-in could not be stored; retry shortly.") from exc
     return checkin
+
+
+def _access_refusal(checkin: CheckIn, *, at: datetime) -> tuple[AccessVerdict | None, float]:
+    """(the access rule's refusal of a known claimed person at this device's door or None, its ms). An
+    unknown ID goes the usual way, to ``unknown_person``."""
+    if checkin.person is None:
+        return None, 0.0
+    started = time.perf_counter()
+    verdict = access_check(person=checkin.person, device=checkin.device, at=at)
+    return (None if verdict.allowed else verdict), _ms_since(started)
 
 
 def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None:
@@ -131,6 +157,11 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
         return _decide_zero(checkin_id, Reason.UNKNOWN_PERSON, None, timings, started, verdict)
     if not selectors.person_is_admitted(person=person, at=checkin.created_at):
         return _decide_zero(checkin_id, Reason.INACTIVE_PERSON, person, timings, started, verdict)
+    # Access rights at the time of the request, as the rules stand now (checkin_submit refused most
+    # already; this catches rights withdrawn while the check-in waited): before any face work.
+    rights = access_check(person=person, device=checkin.device, at=checkin.created_at)
+    if not rights.allowed:
+        return _decide_zero(checkin_id, rights.reason, person, timings, started, verdict, rights.audit_detail())
     # Only embeddings of this worker's model version are scored; stale ones are re-embedded first.
     references, stale_left = reembedding.references_refresh(
         person=person, model_version=info.version, timings=timings

@@ -2,7 +2,8 @@
 
 What counts: toward a claimed PERSON only ``no_match`` (a face was compared and did not match: a
 frame without a usable face says nothing about who is at the door, and must not let a colleague
-lock someone out); toward a DEVICE every refusal except ``locked_out`` and ``device_revoked``.
+lock someone out); toward a DEVICE every refusal except ``locked_out``, ``device_revoked`` and
+``outside_schedule``.
 ``LOCKOUT_PERSON_MAX_FAILURES`` / ``LOCKOUT_DEVICE_MAX_FAILURES`` such refusals within
 ``LOCKOUT_WINDOW_SECONDS`` lock it out; further check-ins are decided 0 ``locked_out``.
 
@@ -41,8 +42,9 @@ logger = logging.getLogger(__name__)
 Scope = Lockout.Scope
 Reason = CheckIn.Reason
 
-# Refusals that count toward no lockout: the lockout's own, and a revoked device's (not a face try).
-NOT_COUNTED = (Reason.LOCKED_OUT, Reason.DEVICE_REVOKED)
+# Refusals that count toward no lockout: the lockout's own, a revoked device's (not a face try), and
+# one outside the person's access windows (people queueing before their shift are no attack; issue 11).
+NOT_COUNTED = (Reason.LOCKED_OUT, Reason.DEVICE_REVOKED, Reason.OUTSIDE_SCHEDULE)
 
 
 def _latest(scope: str, key: str) -> Lockout | None:
