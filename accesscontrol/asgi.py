@@ -1,8 +1,15 @@
-"""ASGI entry point."""
+"""ASGI entry point: the web process (``gunicorn -k uvicorn_worker.UvicornWorker accesscontrol.asgi``).
+
+One process serves many requests at once: a door waiting for its decision waits on the event loop
+(``verification.api.views.checkin_create``), not in a worker of its own. Each request's synchronous part
+runs in a thread of its own, so database connections come from a pool (``DATABASE_POOL``) rather than
+one kept per thread.
+"""
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "accesscontrol.settings")
+os.environ.setdefault("DATABASE_POOL", "1")
 
 application = get_asgi_application()

@@ -17,6 +17,9 @@ Environment variables (default in brackets):
   ``POSTGRES_USER`` [accesscontrol] and ``POSTGRES_PASSWORD`` [required with ``POSTGRES_HOST``]: the parts,
   any characters allowed (the URL is built with each part percent-encoded).
 - ``DATABASE_CONN_MAX_AGE`` [60]: seconds a database connection is reused.
+- ``DATABASE_POOL`` [off; on in the ASGI web process, ``accesscontrol/asgi.py``]: PostgreSQL connections
+  from a pool of at most ``DATABASE_POOL_MAX_SIZE`` [20] per process instead of one kept per thread
+  (``DATABASE_CONN_MAX_AGE`` then does not apply).
 - ``CELERY_BROKER_URL`` [empty]: e.g. ``redis://redis:6379/0``. Empty runs tasks in-process
   (``CELERY_TASK_ALWAYS_EAGER``), which is only sensible on a laptop.
 - ``CELERY_TASK_SOFT_TIME_LIMIT`` [30] / ``CELERY_TASK_TIME_LIMIT`` [60]: seconds per task.
@@ -150,6 +153,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and worker processes share the file: take the write lock at BEGIN (no upgrade deadlock)
     # and wait for it instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+if env_bool("DATABASE_POOL", False) and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The ASGI server runs each request's synchronous part in a thread of its own: a connection kept per
+    # thread would be opened per request and left to the garbage collector. A pool hands them round, and
+    # a request waiting for its decision gives its connection back meanwhile (services/waits.py).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=2),
+        "timeout": 10,  # seconds a request waits for a free connection before failing (503 via the API)
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -351,6 +364,13 @@ elif _cache_url or _broker_url:
     )
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "accesscontrol"}}
+
+# CHECKIN_WAKEUP_URL [the cache's Redis URL; empty without one]: the Redis whose pub/sub wakes a request
+# waiting (``wait``) for its check-in's decision the moment the worker commits it (services/waits.py).
+# Empty (a laptop without Redis): the wait re-reads the row every 10-25 ms, as does any wait while Redis is down.
+CHECKIN_WAKEUP_URL = env_str("CHECKIN_WAKEUP_URL", "") or (_cache_url if _cache_url.startswith(_REDIS_SCHEMES) else "")
+if CHECKIN_WAKEUP_URL and not CHECKIN_WAKEUP_URL.startswith(_REDIS_SCHEMES):
+    raise ImproperlyConfigured("CHECKIN_WAKEUP_URL must be a redis://, rediss:// or unix:// URL.")
 
 # ADMIN_LOGIN_MAX_FAILURES [5] failed admin logins for one user name from one address within
 # ADMIN_LOGIN_WINDOW_SECONDS [900] refuse that pair until the window ends (verification/login_throttle.py).

@@ -1,8 +1,8 @@
 from django.urls import path
 
-from verification.api.views import CheckInCreateView, CheckInDetailView
+from verification.api.views import CheckInDetailView, checkin_create
 
 urlpatterns = [
-    path("checkins/", CheckInCreateView.as_view(), name="api-checkin-list"),
+    path("checkins/", checkin_create, name="api-checkin-list"),
     path("checkins/<str:pk>/", CheckInDetailView.as_view(), name="api-checkin-detail"),
 ]

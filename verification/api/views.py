@@ -1,9 +1,15 @@
 """Check-in endpoints. Input serializer -> service -> output serializer; no rules here."""
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -15,12 +21,7 @@ from verification import selectors, services
 from verification.api.serializers import CheckInSerializer, CheckInSubmitSerializer, checkin_response_serializer
 from verification.errors import InvalidImage
 from verification.models import CheckIn
-
-# Poll the row often (a PK lookup is cheap; each poll interval adds up to its length to the door's
-# wait), backing off a little for long waits.
-POLL_FIRST_SECONDS = 0.01
-POLL_MAX_SECONDS = 0.025
-FINAL_STATUSES = (CheckIn.Status.DECIDED, CheckIn.Status.FAILED)
+from verification.services.waits import FINAL_STATUSES
 ALLOWED_BODY_FIELDS = {"snapshot", "person", "wait"}
 ALLOWED_QUERY_FIELDS = {"wait"}
 # Room for the multipart boundaries and the small text fields around the snapshot.
@@ -49,16 +50,13 @@ def _reject_unknown_fields(request: Request) -> None:
         raise ValidationError({"unknown_fields": unknown_body + unknown_query})
 
 
-def _wait_for_decision(*, checkin_id: int, seconds: float) -> CheckIn:
-    deadline = time.monotonic() + seconds
-    interval = POLL_FIRST_SECONDS
-    while True:
-        checkin = CheckIn.objects.select_related("device").get(pk=checkin_id)
-        remaining = deadline - time.monotonic()
-        if checkin.status in FINAL_STATUSES or remaining <= 0:
-            return checkin
-        time.sleep(min(interval, remaining))
-        interval = min(POLL_MAX_SECONDS, interval * 1.5)
+@dataclass(frozen=True)
+class _AwaitingDecision:
+    """Hung on the provisional answer of a check-in that is not final yet: what ``checkin_create`` waits for."""
+
+    checkin_id: int
+    until: float  # time.monotonic() deadline of the request's ``wait``
+    answer: Callable[[], Response]  # the answer as it stands when called (re-reads the row)
 
 
 class CheckInCreateView(APIView):
@@ -120,11 +118,31 @@ class CheckInCreateView(APIView):
             person_external_id=submitted.validated_data["person"],
             snapshot_file=submitted.validated_data["snapshot"],
         )
-        checkin = _wait_for_decision(checkin_id=checkin.pk, seconds=submitted.validated_data["wait"])
+        until = time.monotonic() + submitted.validated_data["wait"]
+        response = self._answer(request, checkin.pk)
+        if response.status_code == status.HTTP_202_ACCEPTED and submitted.validated_data["wait"] > 0:
+            # Not final yet (in-process tasks on a laptop are): ``checkin_create`` waits for it without
+            # holding this thread or a database connection, then asks ``answer`` again.
+            response.awaiting_decision = _AwaitingDecision(
+                checkin_id=checkin.pk, until=until, answer=functools.partial(self._answer_after_wait, request, checkin.pk)
+            )
+        return response
+
+    @staticmethod
+    def _answer(request: Request, checkin_id: int) -> Response:
+        checkin = CheckIn.objects.select_related("device").get(pk=checkin_id)
         body = checkin_response_serializer()(checkin, context={"request": request}).data
         if checkin.status in FINAL_STATUSES:
             return Response(body, status=status.HTTP_200_OK)
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+    def _answer_after_wait(self, request: Request, checkin_id: int) -> Response:
+        """The answer once the wait is over, finished as DRF finishes a view's (renderer, errors)."""
+        try:
+            response = self._answer(request, checkin_id)
+        except Exception as exc:  # noqa: BLE001 - handled exactly as inside the view (DRF's dispatch)
+            response = self.handle_exception(exc)
+        return self.finalize_response(request, response)
 
 
 class CheckInDetailView(APIView):
@@ -141,3 +159,26 @@ class CheckInDetailView(APIView):
         if checkin is None:
             raise NotFound("No such check-in.")
         return Response(checkin_response_serializer()(checkin, context={"request": request}).data)
+
+
+_checkin_create_drf = CheckInCreateView.as_view()
+
+
+@csrf_exempt
+async def checkin_create(request: HttpRequest) -> HttpResponse:
+    """``POST /api/v1/checkins/``: ``CheckInCreateView`` (parsing, authentication, signatures, throttling,
+    the check-in stored and queued) in the request's thread, then the ``wait`` served here, on the event
+    loop: woken when the worker announces the decision (``services/waits.py``), holding no thread and no
+    database connection meanwhile, so an ASGI web process serves any number of waiting doors.
+    Under WSGI (and Django's test client) the same code runs in a loop of the request's own."""
+    response = await sync_to_async(_checkin_create_drf)(request)
+    awaiting: _AwaitingDecision | None = getattr(response, "awaiting_decision", None)
+    if awaiting is None:
+        return response
+    await services.checkin_wait_final(checkin_id=awaiting.checkin_id, until=awaiting.until)
+    return await sync_to_async(awaiting.answer)()
+
+
+# The OpenAPI schema (drf-spectacular) and DRF's tooling look for the APIView on the URL's callback.
+for _attribute in ("cls", "initkwargs", "view_class", "view_initkwargs"):
+    setattr(checkin_create, _attribute, getattr(_checkin_create_drf, _attribute))

@@ -44,6 +44,7 @@ from verification.services.reembedding import (
     references_requeue_stale,
 )
 from verification.services.retention import RetentionReport, retention_apply
+from verification.services.waits import checkin_announce_final, checkin_wait_final
 from verification.services.workers import worker_heartbeat_record, worker_heartbeat_remove, worker_heartbeats_prune
 
 __all__ = [
@@ -52,11 +53,13 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "alert_send",
     "audit_chain_check",
+    "checkin_announce_final",
     "checkin_decide",
     "checkin_fail",
     "checkin_process",
     "checkin_release",
     "checkin_submit",
+    "checkin_wait_final",
     "checkins_sweep",
     "device_create",
     "device_issue_signing_secret",

@@ -21,7 +21,7 @@ from verification.errors import DeviceLockedOut, DomainError, ModelUnavailable, 
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
 from verification.services.access import AccessVerdict, access_check
-from verification.services import lockouts, queueing, reembedding, replays, thresholds
+from verification.services import lockouts, queueing, reembedding, replays, thresholds, waits
 
 logger = logging.getLogger(__name__)
 
@@ -290,6 +290,7 @@ def checkin_decide(
         updated_at=now,
         last_error="",
     )
+    waits.checkin_announce_final(checkin_id=checkin_id)  # after commit: wakes the request waiting for it
     _audit_checkin(
         checkin,
         kind=AuditEntry.Kind.DECISION,
@@ -343,6 +344,7 @@ def checkin_fail(*, checkin_id: int, reason: str, error: str = "") -> bool:
     CheckIn.objects.filter(pk=checkin_id).update(
         status=CheckIn.Status.FAILED, reason=reason, last_error=error[:2000], updated_at=now
     )
+    waits.checkin_announce_final(checkin_id=checkin_id)
     _audit_checkin(
         checkin,
         kind=AuditEntry.Kind.FAILURE,

@@ -1,0 +1,145 @@
+"""The API's ``wait`` without Redis (laptop mode) and with a Redis that cannot be reached: it still answers.
+
+The wake-up itself (a real Redis: woken by the announcement, the decision-before-subscription race, Redis
+dying mid-wait, 20 doors at once over HTTP) is tested on the real stack in
+``tests/integration/test_decision_wakeup.py``.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.conftest import upload
+from verification import services
+from verification.models import AuditEntry, CheckIn
+from verification.services import waits
+
+URL = "/api/v1/checkins/"
+
+
+def _dead_redis_url() -> str:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: connections are refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+class Row:
+    """A stand-in for the check-in row: final from ``final_at`` (monotonic) on; counts the reads."""
+
+    def __init__(self, final_at: float) -> None:
+        self.final_at = final_at
+        self.reads = 0
+
+    def __call__(self, checkin_id: int) -> bool:
+        self.reads += 1
+        return time.monotonic() >= self.final_at
+
+
+def test_without_redis_the_wait_rereads_the_row_until_it_is_final(settings):
+    settings.CHECKIN_WAKEUP_URL = ""
+    row = Row(final_at=time.monotonic() + 0.2)
+    started = time.monotonic()
+
+    final = asyncio.run(waits.checkin_wait_final(checkin_id=1, until=started + 5, is_final=row))
+
+    assert final is True
+    assert 0.2 <= time.monotonic() - started < 0.5  # found within a poll interval, long before the deadline
+    assert row.reads >= 5  # polling: that is what the notification spares
+
+
+def test_without_redis_a_wait_that_runs_out_says_not_final(settings):
+    settings.CHECKIN_WAKEUP_URL = ""
+    row = Row(final_at=float("inf"))
+    started = time.monotonic()
+
+    final = asyncio.run(waits.checkin_wait_final(checkin_id=1, until=started + 0.3, is_final=row))
+
+    assert final is False
+    assert 0.3 <= time.monotonic() - started < 0.6
+
+
+def test_with_redis_unreachable_the_wait_falls_back_to_rereading(settings, caplog):
+    settings.CHECKIN_WAKEUP_URL = _dead_redis_url()
+    row = Row(final_at=time.monotonic() + 0.3)
+    started = time.monotonic()
+
+    final = asyncio.run(waits.checkin_wait_final(checkin_id=7, until=started + 5, is_final=row))
+
+    assert final is True
+    assert time.monotonic() - started < 1.0
+    assert "decision notifications unavailable" in caplog.text
+
+
+def test_a_decision_is_written_even_when_its_announcement_cannot_be_sent(
+    device, settings, caplog, django_capture_on_commit_callbacks
+):
+    settings.CHECKIN_WAKEUP_URL = _dead_redis_url()
+    checkin = CheckIn.objects.create(device=device, claimed_external_id="B-1001", status=CheckIn.Status.PROCESSING,
+                                     attempts=1)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        decided = services.checkin_decide(checkin_id=checkin.pk, decision=0, reason="no_match", score=0.1,
+                                          threshold=0.5, model_version="fake-1")
+
+    assert decided is True
+    assert len(callbacks) == 1  # the announcement, queued for after the commit
+    checkin.refresh_from_db()
+    assert (checkin.status, checkin.decision, checkin.reason) == ("decided", 0, "no_match")
+    assert AuditEntry.objects.filter(checkin_id=checkin.pk, kind="decision").count() == 1
+    assert f"could not announce check-in {checkin.pk}" in caplog.text
+
+
+def test_without_a_wakeup_url_nothing_is_announced(device, settings, django_capture_on_commit_callbacks):
+    settings.CHECKIN_WAKEUP_URL = ""
+    checkin = CheckIn.objects.create(device=device, claimed_external_id="B-1001", status=CheckIn.Status.PROCESSING,
+                                     attempts=1)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.checkin_fail(checkin_id=checkin.pk, reason="processing_error", error="boom")
+
+    assert callbacks == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_wait_answers_with_the_decision_when_redis_is_unreachable(
+    device_client, enrolled_person, fake_model, settings
+):
+    # The laptop's in-process tasks decide before the wait starts; the wait must still find the row
+    # (and answer 200) when the notification Redis cannot even be reached.
+    settings.CHECKIN_WAKEUP_URL = _dead_redis_url()
+    response = device_client.post(URL, {"snapshot": upload(), "person": "B-1001", "wait": "5"}, format="multipart")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["status"], body["decision"]) == ("decided", 1)
+    checkin = CheckIn.objects.get(pk=body["id"])
+    assert checkin.status == "decided"
+    assert AuditEntry.objects.filter(checkin_id=checkin.pk, kind="decision").count() == 1
+
+
+def test_api_wait_that_runs_out_is_202_with_the_poll_url_under_unreachable_redis(device_client, settings, monkeypatch):
+    settings.CHECKIN_WAKEUP_URL = _dead_redis_url()
+    monkeypatch.setattr("verification.services.queueing.enqueue", lambda name, object_id: True)  # no worker
+    started = time.monotonic()
+
+    response = device_client.post(URL, {"snapshot": upload(), "person": "B-1001", "wait": "0.3"}, format="multipart")
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "pending"
+    assert response["Location"] == body["url"]
+    assert 0.3 <= time.monotonic() - started < 2.0
+    assert CheckIn.objects.get(pk=body["id"]).status == "pending"
+
+
+def test_the_create_view_is_async_and_keeps_its_apiview_for_the_schema():
+    from verification.api.views import CheckInCreateView, checkin_create
+
+    assert asyncio.iscoroutinefunction(checkin_create)
+    assert checkin_create.cls is CheckInCreateView
+    assert checkin_create.csrf_exempt is True
