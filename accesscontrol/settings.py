@@ -34,6 +34,11 @@ Environment variables (default in brackets):
   ``manage.py sweep_checkins``.
 - ``CHECKIN_SWEEP_INTERVAL_SECONDS`` [60]: how often ``celery -A accesscontrol beat`` runs that sweep.
 - ``CHECKIN_MAX_ATTEMPTS`` [5]: processing attempts (transient errors) before a check-in is marked failed.
+- ``REVIEW_BAND`` [on]: check-ins scoring between the review threshold and the admit threshold go to a guard
+  (``verification/services/reviews.py``); off: admit or refuse at the admit threshold alone.
+- ``REVIEW_TIMEOUT_SECONDS`` [60]: a review no guard answers within this becomes 0 ``review_timeout``.
+- ``REVIEW_SWEEP_INTERVAL_SECONDS`` [5]: how often ``celery beat`` expires overdue reviews (a door's poll
+  expires its own as well).
 - ``API_RATE_LIMIT`` [``120/min``]: requests per device token (DRF throttle syntax).
 - ``CACHE_URL`` [the broker's URL when it is Redis]: the Redis that holds throttle and login counters for
   every process; local memory (per process) only without a broker.
@@ -205,6 +210,10 @@ CHECKIN_MAX_ATTEMPTS = env_int("CHECKIN_MAX_ATTEMPTS", 5, minimum=1)
 # Ready reference photos a person needs before a check-in is scored (fewer: refused no_references).
 # 1 keeps a one-photo enrolment working; 3 is recommended (README "Enrolment quality").
 ENROLMENT_MIN_REFERENCES = env_int("ENROLMENT_MIN_REFERENCES", 1, minimum=1)
+# The review band (issue 10, item 1; verification/services/reviews.py). Thresholds come from the model's
+# calibration (manifest ``review_band``) or the site's (manage.py calibrate), never from here.
+REVIEW_BAND = env_bool("REVIEW_BAND", True)
+REVIEW_TIMEOUT_SECONDS = env_int("REVIEW_TIMEOUT_SECONDS", 60, minimum=5, maximum=3600)
 
 # --- Attempt limiting (NIST SP 800-53 AC-7), see verification/services/lockouts.py ---
 # LOCKOUT_PERSON_MAX_FAILURES [5] / LOCKOUT_DEVICE_MAX_FAILURES [20]: refusals within
@@ -320,6 +329,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-checkins": {
         "task": "verification.tasks.sweep_stuck_task",
         "schedule": float(env_int("CHECKIN_SWEEP_INTERVAL_SECONDS", 60, minimum=1)),
+    },
+    "expire-overdue-reviews": {
+        "task": "verification.tasks.reviews_expire_task",
+        "schedule": float(env_int("REVIEW_SWEEP_INTERVAL_SECONDS", 5, minimum=1)),
     },
     "apply-retention": {
         "task": "verification.tasks.retention_task",

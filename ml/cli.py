@@ -1,4 +1,4 @@
-"""``python -m ml train | evaluate | score-pairs | info``: thin commands over the package API."""
+"""``python -m ml train | evaluate | score-pairs | robustness | review-band | info``: thin commands over the package API."""
 
 from __future__ import annotations
 
@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     robust.add_argument("--per-person", type=int, default=6, help="images per person at most (default 6)")
     robust.add_argument("--size-sweep", action="store_true", help="also measure accuracy against face width")
     _model_arg(robust)
+
+    band = commands.add_parser("review-band", help="the review band's lower thresholds, from the calibration fold",
+                               description=(
+        "Choose the review band's lower edge per reference count on the trials the operating point was chosen on "
+        "(LFW View 2 fold 8, mean rule): the lowest threshold letting at most --review-far of impostor check-ins "
+        "reach a guard. Prints the block with FAR/FRR and 95 % intervals; --write stores it as the manifest's "
+        "review_band. Refuses when the admit thresholds re-derived on the same trials are not the manifest's."))
+    band.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR", help=f"LFW root (default: ${_LFW_ENV})")
+    band.add_argument("--cache", metavar="FILE", help="crop cache from training (skips re-detection)")
+    band.add_argument("--review-far", type=float, default=None, help="impostor share allowed to reach a guard (default 0.01)")
+    band.add_argument("--write", action="store_true", help="store the block in the model's manifest.json")
+    _model_arg(band)
 
     info = commands.add_parser("info", help="print the model's manifest as JSON")
     _model_arg(info)
@@ -181,6 +193,24 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_review_band(args: argparse.Namespace) -> int:
+    from ml.inference import load_model
+    from ml.review_band import REVIEW_FAR, review_band_for_model, write_review_band
+
+    if not args.lfw:
+        raise SystemExit(f"review-band: give --lfw DIR or set ${_LFW_ENV}")
+    model = load_model(args.model)
+    try:
+        block = review_band_for_model(model, args.lfw, cache_path=args.cache,
+                                      review_far=REVIEW_FAR if args.review_far is None else args.review_far)
+    except ValueError as exc:
+        raise SystemExit(f"review-band: {exc}") from exc
+    print(json.dumps(block, indent=2))
+    if args.write:
+        log.info("wrote review_band into %s", write_review_band(model.path, block))
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from ml.inference import SHIPPED_MODEL_DIR, read_manifest
 
@@ -193,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score-pairs": _cmd_score_pairs, "info": _cmd_info,
-                "robustness": _cmd_robustness}
+                "robustness": _cmd_robustness, "review-band": _cmd_review_band}
     from ml.inference import ModelError
 
     try:

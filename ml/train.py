@@ -222,10 +222,7 @@ def train(
 ) -> Path:
     """Train (resuming from ``work_dir`` checkpoints if any), then write a complete model directory."""
     import tensorflow as tf
-
-    from ml._extras import train_extra
-
-    tqdm = train_extra("tqdm").tqdm
+    from tqdm import tqdm
 
     if config.threads:
         tf.config.threading.set_intra_op_parallelism_threads(config.threads)

@@ -59,6 +59,7 @@ class FakeInference:
     version: str = "fake-1"
     threshold: float = 0.5
     thresholds: tuple[tuple[int, float], ...] = ()  # per reference count (empty: ``threshold`` for all)
+    review_thresholds: tuple[tuple[int, float], ...] = ()  # the review band's lower edges (empty: no band)
     reject_reason: str | None = None
     scores: list[float] = field(default_factory=lambda: [0.9])
     calls: Counter = field(default_factory=Counter)
@@ -76,7 +77,8 @@ class FakeInference:
 
     def model_info(self) -> inference.ModelInfo:
         self.calls["model_info"] += 1
-        return inference.ModelInfo(version=self.version, threshold=self.threshold, thresholds=self.thresholds)
+        return inference.ModelInfo(version=self.version, threshold=self.threshold, thresholds=self.thresholds,
+                                   review_thresholds=self.review_thresholds)
 
     def configured_model_version(self) -> str:
         return self.version

@@ -65,6 +65,12 @@ class ModelInfo:
     # Where the thresholds come from: "model" (the manifest) or "site:<id>" (a SiteCalibration row,
     # ``services/thresholds.py``). Every decision's audit entry records it.
     threshold_source: str = "model"
+    # The review band's lower edge per reference count (the manifest's ``review_band``, or the site's):
+    # between it and the admit threshold a guard decides (``services/reviews.py``). Empty: no band.
+    review_thresholds: tuple[tuple[int, float], ...] = ()
+    # The FAR the lower edge was chosen for, and per count the expected FAR / FRR there (shown to guards).
+    review_far: float | None = None
+    review_expected: tuple[tuple[int, float, float], ...] = ()  # (k, far, frr)
 
     def threshold_for(self, references: int) -> float:
         """The threshold for a person with ``references`` ready photos (the largest calibrated count's
@@ -72,6 +78,16 @@ class ModelInfo:
         from ml.operating_point import threshold_for_count  # worker-side module: ml is importable here
 
         return threshold_for_count(dict(self.thresholds), self.threshold, references)
+
+    def review_threshold_for(self, references: int) -> float | None:
+        """The review band's lower edge for ``references`` ready photos, never above the admit threshold;
+        None when this model (or site calibration) has no band."""
+        if not self.review_thresholds:
+            return None
+        from ml.operating_point import threshold_for_count
+
+        per_k = dict(self.review_thresholds)
+        return min(threshold_for_count(per_k, per_k[min(per_k)], references), self.threshold_for(references))
 
 
 @dataclass(frozen=True)
@@ -240,10 +256,20 @@ def model_info() -> ModelInfo:
         int(k): float(row["far"]) for k, row in (operating.get("expected") or {}).items()
         if isinstance(row, dict) and isinstance(row.get("far"), (int, float))
     }
+    band = (getattr(model, "manifest", None) or {}).get("review_band") or {}
+    review_far = band.get("review_far")
     return ModelInfo(version=str(model.version), threshold=float(model.threshold),
                      thresholds=tuple(sorted(model.thresholds().items())),
                      target_far=None if target_far is None else float(target_far),
-                     promised_far=tuple(sorted(promised.items())))
+                     promised_far=tuple(sorted(promised.items())),
+                     review_thresholds=tuple(sorted((int(k), float(v)) for k, v in (band.get("thresholds") or {}).items())),
+                     review_far=None if review_far is None else float(review_far),
+                     review_expected=tuple(sorted(
+                         (int(k), float(row["far"]), float(row["frr"]))
+                         for k, row in (band.get("per_references") or {}).items()
+                         if isinstance(row, dict) and isinstance(row.get("far"), (int, float))
+                         and isinstance(row.get("frr"), (int, float))
+                     )))
 
 
 def _decode_and_detect(data: bytes, detect: Any) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:

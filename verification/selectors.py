@@ -108,16 +108,21 @@ def audit_check_latest() -> AuditCheck | None:
 DEVICE_REASON_LOCKED_OUT = "locked_out"
 DEVICE_REASON_ERROR = "error"
 DEVICE_REASON_NOT_RECOGNISED = "not_recognised"
+# A review no guard answered in time (the door already knew it was in review): "try again or call someone".
+DEVICE_REASON_REVIEW_TIMEOUT = "review_timeout"
 
 
 def checkin_device_reason(*, checkin: CheckIn) -> str:
-    """The coarse reason shown to the device: "" (admitted or undecided), not_recognised, locked_out, error."""
+    """The coarse reason shown to the device: "" (admitted or undecided), not_recognised, locked_out,
+    review_timeout, error. A guard's refusal is ``not_recognised``, as the model's."""
     if checkin.status == CheckIn.Status.FAILED:
         return DEVICE_REASON_ERROR
     if checkin.decision != 0:
         return ""
     if checkin.reason == CheckIn.Reason.LOCKED_OUT:
         return DEVICE_REASON_LOCKED_OUT
+    if checkin.reason == CheckIn.Reason.REVIEW_TIMEOUT:
+        return DEVICE_REASON_REVIEW_TIMEOUT
     return DEVICE_REASON_NOT_RECOGNISED
 
 
@@ -144,7 +149,7 @@ def checkin_counts() -> CheckinCounts:
     """Every check-in row counted by status, decision and reason (one GROUP BY over the table)."""
     decisions: dict[tuple[int, str], int] = {}
     failed: dict[str, int] = {}
-    undecided = {CheckIn.Status.PENDING.value: 0, CheckIn.Status.PROCESSING.value: 0}
+    undecided = {CheckIn.Status.PENDING.value: 0, CheckIn.Status.PROCESSING.value: 0, CheckIn.Status.REVIEW.value: 0}
     total = 0
     rows = CheckIn.objects.order_by().values_list("status", "decision", "reason").annotate(rows=Count("pk"))
     for status, decision, reason, rows_counted in rows:
@@ -156,6 +161,46 @@ def checkin_counts() -> CheckinCounts:
         else:
             undecided[status] = undecided.get(status, 0) + rows_counted
     return CheckinCounts(total=total, decisions=decisions, failed=failed, undecided=undecided)
+
+
+def reviews_waiting() -> QuerySet[CheckIn]:
+    """The review queue: check-ins waiting for a guard, oldest first (``checkin_review_queue_idx``)."""
+    return (
+        CheckIn.objects.filter(status=CheckIn.Status.REVIEW)
+        .select_related("device", "person", "best_reference")
+        .order_by("review_started_at", "pk")
+    )
+
+
+@dataclass(frozen=True)
+class ReviewStats:
+    """The review queue now, and every review ended so far by how (for /metrics)."""
+
+    waiting: int
+    oldest_started_at: datetime | None
+    # Ended reviews: {"admit": n, "refuse": n, "timeout": n}.
+    ended: dict[str, int]
+
+
+def review_stats() -> ReviewStats:
+    """Waiting reviews and their oldest start (one aggregate), and ended reviews by outcome (one GROUP BY)."""
+    waiting = CheckIn.objects.filter(status=CheckIn.Status.REVIEW).aggregate(
+        rows=Count("pk"), oldest=Min("review_started_at")
+    )
+    ended = {"admit": 0, "refuse": 0, "timeout": 0}
+    closed = (
+        CheckIn.objects.filter(status=CheckIn.Status.DECIDED, review_started_at__isnull=False)
+        .order_by().values_list("decision", "reason").annotate(rows=Count("pk"))
+    )
+    for decision, reason, rows in closed:
+        if reason == CheckIn.Reason.REVIEW_TIMEOUT:
+            ended["timeout"] += rows
+        elif reason == CheckIn.Reason.GUARD_REFUSED:
+            ended["refuse"] += rows
+        elif decision == 1:
+            ended["admit"] += rows
+        # (A review that a lockout superseded never opened: it has no review_started_at.)
+    return ReviewStats(waiting=waiting["rows"], oldest_started_at=waiting["oldest"], ended=ended)
 
 
 def checkin_oldest_undecided_at() -> datetime | None:

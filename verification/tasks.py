@@ -96,6 +96,13 @@ def sweep_stuck_task() -> dict[str, list[int]]:
 
 
 @shared_task
+def reviews_expire_task() -> list[int]:
+    """For Celery beat (every few seconds): reviews no guard answered by their deadline become
+    ``review_timeout``; the door's poll does the same for its own, so this only has to be roughly on time."""
+    return services.checkin_reviews_expire()
+
+
+@shared_task
 def retention_task() -> dict[str, list[int]]:
     """For Celery beat: delete biometric files past their retention period; the result says which."""
     return services.retention_apply().as_dict()

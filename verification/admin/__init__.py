@@ -7,13 +7,13 @@ that kind of image (issue 9, item 2).
 """
 
 from verification.admin import (  # noqa: F401 (registers)
-    access,
     audit_log,
     calibration,
     checkins,
     devices,
     lockouts,
     people,
+    reviews,
 )
 from verification.admin.audit_log import CSV_COLUMNS  # noqa: F401
 from verification.admin.common import ReadOnlyAdmin, thumbnail  # noqa: F401

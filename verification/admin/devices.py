@@ -18,9 +18,8 @@ from verification.models import (
 class DeviceAdmin(admin.ModelAdmin):
     list_display = ["name", "token_prefix", "signs_requests", "created_at", "last_seen_at", "revoked_at"]
     search_fields = ["name"]
-    # The door is chosen on the door's page (audited there, issue 11, item 1).
-    fields = ["name", "door", "token_prefix", "signs_requests", "created_at", "revoked_at"]
-    readonly_fields = ["door", "token_prefix", "signs_requests", "created_at", "revoked_at"]
+    fields = ["name", "token_prefix", "signs_requests", "created_at", "revoked_at"]
+    readonly_fields = ["token_prefix", "signs_requests", "created_at", "revoked_at"]
     actions = [
         "revoke_tokens", "issue_new_tokens", "reinstate_devices", "issue_signing_secrets", "remove_signing_secrets",
     ]

@@ -8,6 +8,10 @@ from verification import selectors
 from verification.models import CheckIn
 
 MAX_WAIT_SECONDS = 10
+STATUS_HELP = (
+    "pending / processing: not decided yet; review: the score fell in the review band and a guard decides "
+    "(show \"please wait\" and keep polling `url`); decided: see `decision`; failed: could not be processed."
+)
 
 
 class CheckInSubmitSerializer(serializers.Serializer):
@@ -40,6 +44,7 @@ class CheckInSerializer(serializers.ModelSerializer):
         model = CheckIn
         fields = ["id", "url", "status", "decision", "reason"]
         read_only_fields = fields
+        extra_kwargs = {"status": {"help_text": STATUS_HELP}}
 
     def get_reason(self, obj: CheckIn) -> str:
         return selectors.checkin_device_reason(checkin=obj)
@@ -58,7 +63,7 @@ class CheckInDetailSerializer(CheckInSerializer):
     class Meta:
         model = CheckIn
         fields = [
-            "id", "url", "status", "decision", "score", "threshold", "reason", "model_version",
+            "id", "url", "status", "decision", "score", "threshold", "review_threshold", "reason", "model_version",
             "person", "device", "created_at", "decided_at", "timings",
         ]
         read_only_fields = fields
@@ -66,6 +71,9 @@ class CheckInDetailSerializer(CheckInSerializer):
             "score": {"help_text": "Mean Siamese score (P(same person)) over the person's reference photos; "
                                    "admitted when it reaches `threshold`. Null when no face was compared."},
             "threshold": {"help_text": "The model's calibrated threshold used for this decision."},
+            "review_threshold": {"help_text": "The review band's lower edge in force (null: band off): between it "
+                                              "and `threshold` a guard decides."},
+            "status": {"help_text": STATUS_HELP},
         }
 
 

@@ -81,10 +81,16 @@ class CheckInCreateView(APIView):
                     "unreadable_image, locked_out (too many recent refusals for this person or device), "
                     "device_revoked (the device was revoked after it sent this check-in), replayed (the same "
                     "snapshot bytes were sent before, or the face is a near-duplicate of a recent probe of the "
-                    "same claimed person)."
+                    "same claimed person), guard_refused (a guard refused a check-in in the review band; "
+                    "coarse: not_recognised), review_timeout (in the review band and no guard answered within "
+                    "REVIEW_TIMEOUT_SECONDS; coarse: review_timeout too)."
                 ),
             ),
-            202: OpenApiResponse(CheckInSerializer, description="Stored and queued; poll `url`."),
+            202: OpenApiResponse(CheckInSerializer, description=(
+                "Not decided within `wait`; poll `url`. `status` is `pending` or `processing` (stored and "
+                "queued), or `review`: the score fell in the review band between the refuse and the admit "
+                "threshold and a guard decides (show \"please wait\"); polling then answers the guard's "
+                "decision, or 0 review_timeout when no guard answers within REVIEW_TIMEOUT_SECONDS.")),
             400: OpenApiResponse(
                 description=(
                     "Refused; nothing stored. `code`: `invalid` (missing, unknown or malformed field: "
@@ -148,7 +154,11 @@ class CheckInCreateView(APIView):
 class CheckInDetailView(APIView):
     @extend_schema(
         operation_id="checkins_retrieve",
-        responses={200: CheckInSerializer, 401: OpenApiResponse(description="No valid token."),
+        responses={200: OpenApiResponse(CheckInSerializer, description=(
+                       "The check-in as it stands: `status` pending, processing, review (a guard decides: keep "
+                       "polling), decided or failed. A review past its deadline is answered 0 review_timeout "
+                       "here, by this request, even where no beat runs.")),
+                   401: OpenApiResponse(description="No valid token."),
                    404: OpenApiResponse(description="No such check-in for this device.")},
     )
     def get(self, request: Request, pk: str) -> Response:
@@ -158,6 +168,7 @@ class CheckInDetailView(APIView):
         checkin = selectors.checkins_for_device(device=request.auth).filter(pk=int(pk)).first()
         if checkin is None:
             raise NotFound("No such check-in.")
+        checkin = services.checkin_review_lapse_if_due(checkin=checkin)
         return Response(checkin_response_serializer()(checkin, context={"request": request}).data)
 
 

@@ -24,11 +24,12 @@ from verification.models.checkins import CheckIn
 from verification.models.devices import Device
 from verification.models.lockouts import Lockout, LockoutSubject
 from verification.models.people import Person, ReferenceImage
+from verification.models.reviews import CheckInReview
 from verification.models.workers import WorkerHeartbeat
 
 __all__ = [
     "AccessGroup", "AccessGroupMembership", "AccessWindow", "Door", "Holiday", "Zone",
-    "AuditChainHead", "AuditCheck", "AuditEntry", "AuditLogImmutable", "AuditQuerySet", "CheckIn", "Device", "Lockout",
+    "AuditChainHead", "AuditCheck", "AuditEntry", "AuditLogImmutable", "AuditQuerySet", "CheckIn", "CheckInReview", "Device", "Lockout",
     "LockoutSubject", "Person", "ReferenceImage", "SiteCalibration", "TimeStamped", "WorkerHeartbeat", "face_upload_to",
     "reference_upload_to", "snapshot_upload_to",
 ]

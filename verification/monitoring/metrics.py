@@ -8,7 +8,10 @@ histogram from ``created_at`` / ``decided_at``), lockout rows, worker heartbeat 
 queue length. Any process, any scrape, gives the same numbers; a row deleted by hand lowers a counter,
 which Prometheus treats as a counter reset.
 
-Reviews waiting are not exported: there is no review queue yet (issue 11, item 2 will bring one).
+The review queue (issue 10, item 1): ``accesscontrol_reviews_waiting`` (check-ins waiting for a guard now),
+``accesscontrol_review_oldest_age_seconds`` (how long the oldest has waited: alert well before
+``REVIEW_TIMEOUT_SECONDS``) and ``accesscontrol_reviews_ended_total`` by outcome (admit, refuse, timeout;
+a rising timeout rate means nobody is watching the queue).
 """
 from __future__ import annotations
 
@@ -122,6 +125,8 @@ def _database_metrics() -> Iterator[Metric]:
         sum_value=latency.sum_seconds,
     )
 
+    yield from _review_metrics(now)
+
     lockouts = GaugeMetricFamily(f"{PREFIX}_lockouts_in_force", "Lockouts in force now, by scope (person, device).",
                                  labels=["scope"])
     for scope, rows in sorted(selectors.lockouts_in_force_by_scope(at=now).items()):
@@ -129,6 +134,23 @@ def _database_metrics() -> Iterator[Metric]:
     yield lockouts
 
     yield from _worker_metrics(now)
+
+
+def _review_metrics(now) -> Iterator[Metric]:  # noqa: ANN001 - datetime
+    reviews = selectors.review_stats()
+    yield GaugeMetricFamily(f"{PREFIX}_reviews_waiting", "Check-ins in the review band waiting for a guard now.",
+                            value=reviews.waiting)
+    yield GaugeMetricFamily(
+        f"{PREFIX}_review_oldest_age_seconds",
+        "Seconds the oldest check-in waiting for a guard has waited (0 when none); at REVIEW_TIMEOUT_SECONDS it "
+        "becomes review_timeout.",
+        value=max(0.0, (now - reviews.oldest_started_at).total_seconds()) if reviews.oldest_started_at else 0.0,
+    )
+    ended = CounterMetricFamily(f"{PREFIX}_reviews_ended", "Reviews ended, by outcome: a guard admitted or refused, "
+                                "or nobody answered in time (timeout).", labels=["outcome"])
+    for outcome, rows in sorted(reviews.ended.items()):
+        ended.add_metric([outcome], rows)
+    yield ended
 
 
 def _worker_metrics(now) -> Iterator[Metric]:  # noqa: ANN001 - datetime

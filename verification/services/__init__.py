@@ -44,6 +44,13 @@ from verification.services.reembedding import (
     references_requeue_stale,
 )
 from verification.services.retention import RetentionReport, retention_apply
+from verification.services.reviews import (
+    checkin_review_decide,
+    checkin_review_expire,
+    checkin_review_lapse_if_due,
+    checkin_review_open,
+    checkin_reviews_expire,
+)
 from verification.services.waits import checkin_announce_final, checkin_wait_final
 from verification.services.workers import worker_heartbeat_record, worker_heartbeat_remove, worker_heartbeats_prune
 
@@ -58,6 +65,11 @@ __all__ = [
     "checkin_fail",
     "checkin_process",
     "checkin_release",
+    "checkin_review_decide",
+    "checkin_review_expire",
+    "checkin_review_lapse_if_due",
+    "checkin_review_open",
+    "checkin_reviews_expire",
     "checkin_submit",
     "checkin_wait_final",
     "checkins_sweep",

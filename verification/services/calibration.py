@@ -6,7 +6,8 @@ are scored against each other: every cross-person pair is an impostor trial and 
 pair a genuine one (one reference); for k references the mean rule is simulated as the model's own
 operating point was chosen (``verification.inference.checkin_trials``). The report gives, per
 reference count, FAR and FRR at the thresholds in force with people-bootstrap 95 % intervals, the
-threshold meeting a target FAR, and a warning when the site's FAR is more than twice what the model
+threshold meeting a target FAR, the review band's lower edge at a looser ``review_far`` (between the two a
+guard decides, ``services/reviews.py``), and a warning when the site's FAR is more than twice what the model
 promised. ``calibration_apply`` stores the new thresholds (``SiteCalibration``), audited; check-ins
 use them from then on (``services/thresholds.py``).
 
@@ -29,6 +30,9 @@ from verification.services import thresholds
 
 # The target when the model's manifest names none (manifests without an ``operating_point``).
 DEFAULT_TARGET_FAR = 1e-3
+# The review band's lower edge: the FAR target of "reaches a guard or beyond" when the model's manifest
+# names none (its ``review_band.review_far``; ``ml.review_band.REVIEW_FAR`` chose the shipped one).
+DEFAULT_REVIEW_FAR = 1e-2
 # A site FAR above this multiple of the model's promise is worth a warning.
 WARN_FAR_RATIO = 2.0
 
@@ -43,16 +47,24 @@ class CalibrationReport:
     people: int
     references: int
     # Per reference count k: {"current": rates at the threshold in force, "proposed": rates at the
-    # threshold meeting the target, "promised_far": the model's, "enrolled_people"}; or {"skipped": why}.
+    # threshold meeting the target, "promised_far": the model's, "enrolled_people", and the review band's
+    # lower edge: "review_current" (rates at the edge in force, when there is one) and "review_proposed"
+    # (at ``review_far``; its FAR: strangers reaching a guard or beyond, its FRR: genuine refused
+    # outright)}; or {"skipped": why}.
     per_references: dict[int, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    review_far: float | None = None
 
     def proposed_thresholds(self) -> dict[int, float]:
         return {k: row["proposed"]["threshold"] for k, row in self.per_references.items() if "proposed" in row}
 
+    def proposed_review_thresholds(self) -> dict[int, float]:
+        return {k: row["review_proposed"]["threshold"] for k, row in self.per_references.items()
+                if "review_proposed" in row}
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "model_version": self.model_version, "target_far": self.target_far,
+            "model_version": self.model_version, "target_far": self.target_far, "review_far": self.review_far,
             "threshold_source": self.threshold_source, "people": self.people, "references": self.references,
             "per_references": {str(k): row for k, row in self.per_references.items()}, "warnings": list(self.warnings),
         }
@@ -61,6 +73,7 @@ class CalibrationReport:
 def calibration_measure(
     *,
     target_far: float | None = None,
+    review_far: float | None = None,
     scorer: PairScorer | None = None,
     draws: int = 3,
     resamples: int = 200,
@@ -69,7 +82,8 @@ def calibration_measure(
     """Measure the site's FAR/FRR on its ready references of the deciding model's version.
 
     ``scorer`` defaults to the loaded model's pair scorer (``inference.score_pairs``); ``target_far``
-    to the model's target (``DEFAULT_TARGET_FAR`` for a manifest that names none).
+    to the model's target (``DEFAULT_TARGET_FAR`` for a manifest that names none); ``review_far``, the
+    target of the review band's lower edge, to the band in force's (``DEFAULT_REVIEW_FAR`` without one).
     """
     from verification import inference
 
@@ -77,6 +91,10 @@ def calibration_measure(
     target = float(target_far if target_far is not None else (info.target_far or DEFAULT_TARGET_FAR))
     if not 0.0 < target < 1.0:
         raise ValueError(f"target FAR must be in (0, 1), not {target}")
+    # By default the band in force's target, never below the admit target (then the band is empty).
+    review_target = float(review_far if review_far is not None else max(info.review_far or DEFAULT_REVIEW_FAR, target))
+    if not target <= review_target < 1.0:
+        raise ValueError(f"review FAR must be in [target FAR {target}, 1), not {review_target}")
     scorer = scorer or inference.score_pairs
     references = list(
         ReferenceImage.objects.filter(status=ReferenceImage.Status.READY, model_version=info.version)
@@ -86,7 +104,7 @@ def calibration_measure(
     people = np.asarray([r.person_id for r in references], dtype=np.int64)
     report = CalibrationReport(
         model_version=info.version, target_far=target, threshold_source=info.threshold_source,
-        people=int(len(np.unique(people))), references=len(references),
+        people=int(len(np.unique(people))), references=len(references), review_far=review_target,
     )
     if len(np.unique(people)) < 2:
         report.warnings.append("fewer than two people with ready references: nothing to measure")
@@ -102,10 +120,16 @@ def calibration_measure(
         current = inference.rates_with_ci(trials, info.threshold_for(k), resamples=resamples, seed=seed)
         proposed_threshold = inference.threshold_at_far(trials.impostor, target)
         proposed = inference.rates_with_ci(trials, proposed_threshold, resamples=resamples, seed=seed)
+        # The review band's lower edge: never above the admit threshold it sits under.
+        review_threshold = min(inference.threshold_at_far(trials.impostor, review_target), proposed_threshold)
         row: dict[str, Any] = {
             "current": current, "proposed": proposed, "promised_far": promised.get(k),
             "enrolled_people": int(len(np.unique(trials.genuine_people))),
+            "review_proposed": inference.rates_with_ci(trials, review_threshold, resamples=resamples, seed=seed),
         }
+        current_review = info.review_threshold_for(k)
+        if current_review is not None:
+            row["review_current"] = inference.rates_with_ci(trials, current_review, resamples=resamples, seed=seed)
         report.per_references[k] = row
         if promised.get(k) is not None and current["far"] > WARN_FAR_RATIO * promised[k]:
             report.warnings.append(
@@ -144,6 +168,8 @@ def calibration_apply(*, report: CalibrationReport, operator: str) -> SiteCalibr
         model_version=report.model_version,
         target_far=report.target_far,
         thresholds={str(k): float(v) for k, v in sorted(proposed.items())},
+        review_target_far=report.review_far,
+        review_thresholds={str(k): float(v) for k, v in sorted(report.proposed_review_thresholds().items())},
         figures=report.as_dict()["per_references"],
         people=report.people,
         references=report.references,
@@ -163,10 +189,16 @@ def calibration_apply(*, report: CalibrationReport, operator: str) -> SiteCalibr
             "previous_calibration_id": previous.pk if previous else None,
             "target_far": report.target_far,
             "thresholds": calibration.thresholds,
+            "review_far": report.review_far,
+            "review_thresholds": calibration.review_thresholds,
             "people": report.people,
             "references": report.references,
             "far": {str(k): row["proposed"]["far"] for k, row in report.per_references.items() if "proposed" in row},
             "frr": {str(k): row["proposed"]["frr"] for k, row in report.per_references.items() if "proposed" in row},
+            "review_far_measured": {str(k): row["review_proposed"]["far"] for k, row in report.per_references.items()
+                                    if "review_proposed" in row},
+            "review_frr_measured": {str(k): row["review_proposed"]["frr"] for k, row in report.per_references.items()
+                                    if "review_proposed" in row},
         },
     )
     return calibration

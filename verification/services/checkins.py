@@ -21,7 +21,7 @@ from verification.errors import DeviceLockedOut, DomainError, ModelUnavailable, 
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
 from verification.services.access import AccessVerdict, access_check
-from verification.services import lockouts, queueing, reembedding, replays, thresholds, waits
+from verification.services import lockouts, queueing, reembedding, replays, reviews, thresholds, waits
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +200,17 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
     decision_score = float(scores.mean())
     best = int(scores.argmax())  # the closest reference, shown beside the snapshot in the audit log
     verdict["threshold"] = info.threshold_for(len(references))
-    decision = 1 if decision_score >= verdict["threshold"] else 0
+    # The review band below it (None: REVIEW_BAND off or no band calibrated): a guard decides there.
+    verdict["review_threshold"] = reviews.review_threshold(info=info, references=len(references))
+    band = reviews.band_verdict(score=decision_score, **{k: verdict[k] for k in ("threshold", "review_threshold")})
+    decision = 1 if band == "admit" else 0
     timings["process_ms"] = _ms_since(started)
+    if band == reviews.MODEL_VERDICT_REVIEW:
+        reviews.checkin_review_open(
+            checkin_id=checkin_id, person=person, score=decision_score, best_reference_id=references[best].pk,
+            timings=timings, probe_embedding=probe, **verdict,
+        )
+        return CheckIn.objects.get(pk=checkin_id)
     checkin_decide(
         checkin_id=checkin_id,
         decision=decision,
@@ -252,6 +261,7 @@ def checkin_decide(
     probe_embedding: bytes | None = None,
     audit_detail: dict[str, Any] | None = None,
     threshold_source: str = "",
+    review_threshold: float | None = None,
 ) -> bool:
     """Write the decision and its audit entry in one transaction. False if already decided/failed.
 
@@ -282,6 +292,7 @@ def checkin_decide(
         person=person,
         score=score,
         threshold=threshold,
+        review_threshold=review_threshold,
         model_version=model_version,
         best_reference_id=best_reference_id,
         timings=timings,
@@ -303,6 +314,7 @@ def checkin_decide(
         processing_ms=timings.get("total_ms"),
         detail={"timings": timings, "best_reference_id": best_reference_id}
         | ({"threshold_source": threshold_source} if threshold_source else {})
+        | ({"review_threshold": review_threshold} if review_threshold is not None else {})
         | (audit_detail or {})
         | ({"superseded": superseded} if superseded else {}),
     )

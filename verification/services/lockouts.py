@@ -4,6 +4,9 @@ What counts: toward a claimed PERSON only ``no_match`` (a face was compared and 
 frame without a usable face says nothing about who is at the door, and must not let a colleague
 lock someone out); toward a DEVICE every refusal except ``locked_out``, ``device_revoked`` and
 ``outside_schedule``.
+The review band (``services/reviews.py``): a guard's refusal (``guard_refused``) counts like ``no_match``
+toward the person and the device (a person looked at the face and said no); a ``review_timeout`` counts
+toward neither (nobody judged the face, and an unstaffed review queue must not lock anyone out).
 ``LOCKOUT_PERSON_MAX_FAILURES`` / ``LOCKOUT_DEVICE_MAX_FAILURES`` such refusals within
 ``LOCKOUT_WINDOW_SECONDS`` lock it out; further check-ins are decided 0 ``locked_out``.
 
@@ -45,6 +48,10 @@ Reason = CheckIn.Reason
 # Refusals that count toward no lockout: the lockout's own, a revoked device's (not a face try), and
 # one outside the person's access windows (people queueing before their shift are no attack; issue 11).
 NOT_COUNTED = (Reason.LOCKED_OUT, Reason.DEVICE_REVOKED, Reason.OUTSIDE_SCHEDULE)
+# A review nobody answered: not a judgement of the face either (services/reviews.py).
+NOT_COUNTED = (*NOT_COUNTED, Reason.REVIEW_TIMEOUT)
+# Refusals that count toward the claimed person's lockout: the face was judged not theirs.
+PERSON_COUNTED = (Reason.NO_MATCH, Reason.GUARD_REFUSED)
 
 
 def _latest(scope: str, key: str) -> Lockout | None:
@@ -87,7 +94,7 @@ def lockout_retry_after(*, lockout: Lockout, at: datetime | None = None) -> int:
 def _counts_toward(scope: str, reason: str) -> bool:
     if reason in NOT_COUNTED:
         return False
-    return reason == Reason.NO_MATCH if scope == Scope.PERSON else True
+    return reason in PERSON_COUNTED if scope == Scope.PERSON else True
 
 
 def _refusals(scope: str, key: str, since: datetime, now: datetime) -> int:
@@ -95,7 +102,7 @@ def _refusals(scope: str, key: str, since: datetime, now: datetime) -> int:
         status=CheckIn.Status.DECIDED, decision=0, decided_at__gte=since, decided_at__lte=now
     )
     if scope == Scope.PERSON:
-        refusals = refusals.filter(claimed_external_id=key, reason=Reason.NO_MATCH)
+        refusals = refusals.filter(claimed_external_id=key, reason__in=PERSON_COUNTED)
     else:
         refusals = refusals.filter(device_id=int(key)).exclude(reason__in=NOT_COUNTED)
     return refusals.count()

@@ -1,4 +1,4 @@
-"""python manage.py calibrate [--target-far F] [--apply --operator NAME] [--revert] [--json]
+"""python manage.py calibrate [--target-far F] [--review-far F] [--apply --operator NAME] [--revert] [--json]
 
 Measures FAR and FRR on the site's own ready references (``services/calibration.py``). Loads the face
 model (its head scores the stored embeddings): run it where the worker runs, not in the web image.
@@ -27,6 +27,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:  # noqa: ANN001 - Django signature
         parser.add_argument("--target-far", type=float, default=None,
                             help="target false-accept rate (default: the model's target, else 1e-3)")
+        parser.add_argument("--review-far", type=float, default=None,
+                            help="target share of strangers reaching a guard or beyond, for the review band's lower "
+                                 "edge (default: the band in force's, else 1e-2)")
         parser.add_argument("--apply", action="store_true", help="store the measured thresholds (audited)")
         parser.add_argument("--revert", action="store_true",
                             help="go back to the model's own thresholds for this model version (audited)")
@@ -47,8 +50,14 @@ class Command(BaseCommand):
         target = options["target_far"]
         if target is not None and not 0.0 < target < 1.0:
             raise CommandError("--target-far must be between 0 and 1")
-        report = calibration.calibration_measure(target_far=target, draws=options["draws"],
-                                                 resamples=options["resamples"])
+        review = options["review_far"]
+        if review is not None and not 0.0 < review < 1.0:
+            raise CommandError("--review-far must be between 0 and 1")
+        try:
+            report = calibration.calibration_measure(target_far=target, review_far=review, draws=options["draws"],
+                                                     resamples=options["resamples"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict(), indent=2))
         else:
@@ -60,12 +69,14 @@ class Command(BaseCommand):
                 row = calibration.calibration_apply(report=report, operator=operator)
             except DomainError as exc:
                 raise CommandError(str(exc)) from exc
-            self.stdout.write(f"applied: site calibration #{row.pk}, thresholds {row.thresholds}")
+            self.stdout.write(f"applied: site calibration #{row.pk}, thresholds {row.thresholds}, "
+                              f"review thresholds {row.review_thresholds}")
 
     def _print(self, report: calibration.CalibrationReport) -> None:
         self.stdout.write(
             f"model {report.model_version}, thresholds in force from {report.threshold_source}; "
-            f"{report.people} people, {report.references} ready references; target FAR {report.target_far:g}"
+            f"{report.people} people, {report.references} ready references; target FAR {report.target_far:g}, "
+            f"review band FAR {report.review_far:g}"
         )
         for k, row in report.per_references.items():
             if "skipped" in row:
@@ -80,3 +91,9 @@ class Command(BaseCommand):
                 f"  (model promised FAR {promised})\n"
                 f"  at target t={proposed['threshold']:.4f}  FAR {_rate(proposed, 'far')}  FRR {_rate(proposed, 'frr')}"
             )
+            # The band's lower edge: FAR = strangers reaching a guard or beyond, FRR = genuine refused outright.
+            for label, key in (("review in force", "review_current"), ("review at target", "review_proposed")):
+                if key in row:
+                    edge = row[key]
+                    self.stdout.write(f"  {label} t={edge['threshold']:.4f}  FAR {_rate(edge, 'far')}  "
+                                      f"FRR {_rate(edge, 'frr')}")
