@@ -124,8 +124,9 @@ def large_sample_report(lfw_dir: str | os.PathLike[str], model: Any, protocol: A
 
 def plot_roc(same: np.ndarray, scores: np.ndarray, threshold: float, path: Path, *, title: str) -> None:
     """ROC curve (log-scaled FAR axis, where access control operates) with the operating point."""
-    import matplotlib
+    from ml._extras import train_extra
 
+    matplotlib = train_extra("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

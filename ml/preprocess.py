@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from ml._extras import train_extra
 from ml.align import align_face, detect_faces_batch, face_template
 from ml.image import decode_image
 from ml.lfw import list_images
@@ -75,6 +75,7 @@ def align_lfw_images(
                 detected[index] = True
                 crops[index] = align_face(image, face.landmarks, margin=margin)
 
+    tqdm = train_extra("tqdm").tqdm
     for index, rel in enumerate(tqdm(paths, desc="detect+align", unit="img", mininterval=10)):
         data = (root / rel).read_bytes()
         digest.update(rel.encode())

@@ -222,7 +222,10 @@ def train(
 ) -> Path:
     """Train (resuming from ``work_dir`` checkpoints if any), then write a complete model directory."""
     import tensorflow as tf
-    from tqdm import tqdm
+
+    from ml._extras import train_extra
+
+    tqdm = train_extra("tqdm").tqdm
 
     if config.threads:
         tf.config.threading.set_intra_op_parallelism_threads(config.threads)

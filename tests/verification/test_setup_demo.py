@@ -58,3 +58,22 @@ def test_setup_demo_twice_keeps_people_and_renews_the_secrets(faces, fake_model)
 def test_setup_demo_without_faces_is_a_clear_error(tmp_path):
     with pytest.raises(CommandError, match="No people with two or more photos"):
         run(tmp_path)
+
+
+def test_default_faces_are_package_data_so_an_image_without_tests_has_them():
+    import tomllib
+    from pathlib import Path
+
+    from verification.management.commands.setup_demo import DEMO_FACES, group_faces
+
+    repo = Path(__file__).resolve().parents[2]
+    assert DEMO_FACES == repo / "verification" / "demo" / "faces"
+    people = {slug: photos for slug, photos in group_faces(DEMO_FACES).items() if len(photos) >= 2}
+    assert len(people) >= 2
+    package_data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "demo/**/*" in package_data["verification"]
+    # The same photos as the test fixtures (whose README gives their source), not a second set.
+    fixtures = repo / "tests" / "fixtures" / "faces"
+    for photos in people.values():
+        for photo in photos:
+            assert photo.read_bytes() == (fixtures / photo.name).read_bytes()

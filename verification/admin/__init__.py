@@ -7,6 +7,7 @@ that kind of image (issue 9, item 2).
 """
 
 from verification.admin import (  # noqa: F401 (registers)
+    access,
     audit_log,
     calibration,
     checkins,

@@ -18,8 +18,9 @@ from verification.models import (
 class DeviceAdmin(admin.ModelAdmin):
     list_display = ["name", "token_prefix", "signs_requests", "created_at", "last_seen_at", "revoked_at"]
     search_fields = ["name"]
-    fields = ["name", "token_prefix", "signs_requests", "created_at", "revoked_at"]
-    readonly_fields = ["token_prefix", "signs_requests", "created_at", "revoked_at"]
+    # The door is chosen on the door's page (audited there, issue 11, item 1).
+    fields = ["name", "door", "token_prefix", "signs_requests", "created_at", "revoked_at"]
+    readonly_fields = ["door", "token_prefix", "signs_requests", "created_at", "revoked_at"]
     actions = [
         "revoke_tokens", "issue_new_tokens", "reinstate_devices", "issue_signing_secrets", "remove_signing_secrets",
     ]

@@ -11,6 +11,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from verification import roles, selectors, services
+from verification.admin.access_inlines import PersonAccessInline
 from verification.admin.common import (
     may_view_reference_photos,
     thumbnail,
@@ -116,7 +117,7 @@ class PersonAdmin(admin.ModelAdmin):
     list_filter = ["is_active", EmbeddingModelFilter]
     search_fields = ["name", "external_id"]
     fields = ["name", "external_id", "is_active", "valid_from", "valid_until"]
-    inlines = [ReferenceImageInline]
+    inlines = [ReferenceImageInline, PersonAccessInline]  # access groups and rights (issue 11, item 1)
     actions = ["erase_people", "accept_inconsistent_references"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Person]:

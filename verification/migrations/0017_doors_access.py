@@ -161,11 +161,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='holiday',
-            constraint=models.UniqueConstraint(condition=models.Q(('group__isnull', False)), fields=('date', 'group'), name='holiday_unique_per_group'),
+            constraint=models.UniqueConstraint(condition=models.Q(('group__isnull', False)), fields=('date', 'group'), name='holiday_unique_per_group', violation_error_message='This group already has a holiday on that date.'),
         ),
         migrations.AddConstraint(
             model_name='holiday',
-            constraint=models.UniqueConstraint(condition=models.Q(('group__isnull', True)), fields=('date',), name='holiday_unique_site_wide'),
+            constraint=models.UniqueConstraint(condition=models.Q(('group__isnull', True)), fields=('date',), name='holiday_unique_site_wide', violation_error_message='There is already a site-wide holiday on that date.'),
         ),
         migrations.AddConstraint(
             model_name='holiday',

@@ -132,9 +132,13 @@ class Holiday(TimeStamped):
             # "Holidays on date D (site-wide or of these groups)" on every check-in at a door: the date
             # leads both indexes.
             models.UniqueConstraint(
-                fields=["date", "group"], condition=Q(group__isnull=False), name="holiday_unique_per_group"
+                fields=["date", "group"], condition=Q(group__isnull=False), name="holiday_unique_per_group",
+                violation_error_message="This group already has a holiday on that date.",
             ),
-            models.UniqueConstraint(fields=["date"], condition=Q(group__isnull=True), name="holiday_unique_site_wide"),
+            models.UniqueConstraint(
+                fields=["date"], condition=Q(group__isnull=True), name="holiday_unique_site_wide",
+                violation_error_message="There is already a site-wide holiday on that date.",
+            ),
             models.CheckConstraint(name="holiday_name_not_blank", condition=~Q(name="")),
         ]
 

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from datetime import date, time
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from verification.audit import audit_append
@@ -242,15 +241,7 @@ def _holiday_scope(holiday: Holiday) -> str | None:
 def holiday_save(*, holiday: Holiday, operator: str = "") -> Holiday:
     """Create or change a holiday (site-wide, or one group's); audited."""
     before = Holiday.objects.select_for_update().select_related("group").filter(pk=holiday.pk).first() if holiday.pk else None
-    try:
-        holiday.full_clean()
-    except ValidationError as error:
-        # The conditional unique constraints' message names no field: say what clashes.
-        if "__all__" in error.message_dict and holiday.date:
-            raise ValidationError(
-                {"date": f"{holiday.date:%Y-%m-%d} is already a holiday {_scope_phrase(holiday)}."}
-            ) from error
-        raise
+    holiday.full_clean()
     holiday.save()
     common = {"holiday_id": holiday.pk, "date": holiday.date.isoformat(), "name": holiday.name, "group": _holiday_scope(holiday)}
     if before is None:
@@ -258,10 +249,6 @@ def holiday_save(*, holiday: Holiday, operator: str = "") -> Holiday:
     elif changes := _changes(before, holiday, ("date", "name", "group")):
         _audit(Kind.HOLIDAY_CHANGED, operator, **common, changes=changes)
     return holiday
-
-
-def _scope_phrase(holiday: Holiday) -> str:
-    return f"of {holiday.group.name}" if holiday.group_id else "for the whole site"
 
 
 @transaction.atomic

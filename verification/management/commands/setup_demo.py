@@ -3,8 +3,9 @@
 Idempotent: reruns keep the same people and photos; the admin password and the device token are
 renewed on each run (only hashes are stored, so printing them again needs new ones).
 Demo people come from face photos named ``<person>_<n>.<ext>`` in ``--faces`` (default
-``tests/fixtures/faces``): every photo but the last of each person is enrolled; the last one is
-kept back as the genuine snapshot for the printed ``curl`` check-in.
+``verification/demo/faces``, package data, so an image without ``tests/`` has them too): every photo
+but the last of each person is enrolled; the last one is kept back as the genuine snapshot for the
+printed ``curl`` check-in.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import secrets
 from collections import defaultdict
 from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -28,6 +28,7 @@ NAME_PATTERN = re.compile(r"^(?P<person>.+?)[_-](?P<n>\d+)$")
 ADMIN_USERNAME = "admin"
 DEVICE_NAME = "demo-door"
 DEMO_ACTOR = "cli:setup_demo"  # the actor of the audit entries the demo set-up appends
+DEMO_FACES = Path(__file__).resolve().parents[2] / "demo" / "faces"
 
 
 def group_faces(folder: Path) -> dict[str, list[Path]]:
@@ -44,7 +45,7 @@ class Command(BaseCommand):
     help = "Create (or refresh) the demo site: admin login, device token, demo people enrolled from sample faces."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--faces", type=Path, default=Path(settings.BASE_DIR) / "tests" / "fixtures" / "faces")
+        parser.add_argument("--faces", type=Path, default=DEMO_FACES)
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
 
     def handle(self, *args, faces: Path, base_url: str, **options) -> None:
