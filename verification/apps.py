@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+# What the product is called on its screens: the admin's header, the front page (issue 11, item 2).
+PRODUCT_NAME = "Face-verification access control"
+
 
 class VerificationConfig(AppConfig):
     name = "verification"

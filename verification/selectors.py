@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 import numpy as np
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, QuerySet, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
+from verification.formatting import local_timestamp
 from verification.models import AuditCheck, CheckIn, Device, Lockout, Person, ReferenceImage, WorkerHeartbeat
 
 
@@ -245,3 +246,178 @@ def lockouts_in_force_by_scope(*, at: datetime | None = None) -> dict[str, int]:
     for scope, rows in in_force.values_list("scope").annotate(rows=Count("pk")):
         counts[scope] = rows
     return counts
+
+
+# --- The admin's dashboard, person page and audit entry page (issue 11, item 2) ---
+
+
+def local_day(*, at: datetime | None = None) -> tuple[datetime, datetime]:
+    """Start and end of the site's local day (``TIME_ZONE``) holding ``at``: [midnight, next midnight)."""
+    zone = timezone.get_current_timezone()
+    day = timezone.localtime(at or timezone.now(), zone).date()
+    return (
+        datetime.combine(day, time.min, tzinfo=zone),
+        datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone),
+    )
+
+
+@dataclass(frozen=True)
+class CheckinSummary:
+    """Check-ins received in [since, until), by outcome; ``refused`` maps reason -> rows, largest first."""
+
+    since: datetime
+    until: datetime
+    total: int
+    admitted: int
+    refused: dict[str, int]
+    failed: int
+    in_review: int
+    undecided: int
+
+    @property
+    def refused_total(self) -> int:
+        return sum(self.refused.values())
+
+
+def checkins_summary(*, since: datetime, until: datetime) -> CheckinSummary:
+    """Check-ins received in [since, until) counted by outcome (one GROUP BY)."""
+    rows = (
+        CheckIn.objects.filter(created_at__gte=since, created_at__lt=until)
+        .order_by()
+        .values_list("status", "decision", "reason")
+        .annotate(rows=Count("pk"))
+    )
+    counts = {"total": 0, "admitted": 0, "failed": 0, "in_review": 0, "undecided": 0}
+    refused: dict[str, int] = {}
+    for status, decision, reason, rows_counted in rows:
+        counts["total"] += rows_counted
+        if status == CheckIn.Status.DECIDED and decision == 1:
+            counts["admitted"] += rows_counted
+        elif status == CheckIn.Status.DECIDED:
+            refused[reason] = refused.get(reason, 0) + rows_counted
+        elif status == CheckIn.Status.FAILED:
+            counts["failed"] += rows_counted
+        elif status == CheckIn.Status.REVIEW:
+            counts["in_review"] += rows_counted
+        else:
+            counts["undecided"] += rows_counted
+    refused = dict(sorted(refused.items(), key=lambda item: (-item[1], item[0])))
+    return CheckinSummary(since=since, until=until, refused=refused, **counts)
+
+
+@dataclass(frozen=True)
+class ReviewQueue:
+    """Check-ins waiting for a guard (status ``review``, issue 10 item 1), whenever they came in."""
+
+    waiting: int
+    oldest_started_at: datetime | None
+
+
+def checkins_review_queue() -> ReviewQueue:
+    row = CheckIn.objects.filter(status=CheckIn.Status.REVIEW).aggregate(
+        waiting=Count("pk"), oldest=Min("review_started_at")
+    )
+    return ReviewQueue(waiting=row["waiting"], oldest_started_at=row["oldest"])
+
+
+def references_pending_count() -> int:
+    """Reference photos still waiting for the worker's face check."""
+    return ReferenceImage.objects.filter(status=ReferenceImage.Status.PENDING).count()
+
+
+def people_valid_now(queryset: QuerySet[Person], *, at: datetime | None = None) -> QuerySet[Person]:
+    """``person_is_admitted`` as a filter: active and inside [valid_from, valid_until) at ``at``."""
+    return queryset.filter(_valid_at(at or timezone.now()))
+
+
+def people_not_valid_now(queryset: QuerySet[Person], *, at: datetime | None = None) -> QuerySet[Person]:
+    return queryset.exclude(_valid_at(at or timezone.now()))
+
+
+def _valid_at(at: datetime) -> Q:
+    return (
+        Q(is_active=True)
+        & (Q(valid_from__isnull=True) | Q(valid_from__lte=at))
+        & (Q(valid_until__isnull=True) | Q(valid_until__gt=at))
+    )
+
+
+def person_validity_text(*, person: Person, at: datetime | None = None) -> tuple[bool, str]:
+    """(valid now?, why, in words): the person page's indicator."""
+    at = at or timezone.now()
+    if not person.is_active:
+        return False, "No: marked inactive."
+    if person.valid_from is not None and at < person.valid_from:
+        return False, f"No: not valid before {local_timestamp(person.valid_from)}."
+    if person.valid_until is not None and at >= person.valid_until:
+        return False, f"No: validity ended {local_timestamp(person.valid_until)}."
+    if person.valid_until is not None:
+        return True, f"Yes: active, valid until {local_timestamp(person.valid_until)}."
+    return True, "Yes: active, no end date."
+
+
+def lockout_keys_in_force(*, scope: str, at: datetime | None = None) -> QuerySet:
+    """The keys (claimed external IDs, device ids) with a lockout in force now, as a subquery."""
+    at = at or timezone.now()
+    return Lockout.objects.filter(scope=scope, unlocked_at__isnull=True, locked_until__gt=at).values("key")
+
+
+def person_lockout_in_force(*, person: Person, at: datetime | None = None) -> Lockout | None:
+    """The lockout of the person's external ID in force now (the longest, should there be two), or None."""
+    at = at or timezone.now()
+    return (
+        Lockout.objects.filter(
+            scope=Lockout.Scope.PERSON, key=person.external_id, unlocked_at__isnull=True, locked_until__gt=at
+        )
+        .order_by("-locked_until", "-pk")
+        .first()
+    )
+
+
+def person_recent_checkins(*, person: Person, limit: int = 10) -> list[CheckIn]:
+    """The newest check-ins that claimed the person's external ID (or were linked to them)."""
+    return list(
+        CheckIn.objects.filter(Q(claimed_external_id=person.external_id) | Q(person=person))
+        .select_related("device")
+        .order_by("-created_at", "-pk")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class ReferenceScore:
+    """One reference photo's score in a decision; ``reference`` is None when the photo was deleted since."""
+
+    reference_id: int
+    score: float
+    best: bool
+    reference: ReferenceImage | None
+
+
+def decision_reference_scores(*, detail: dict) -> list[ReferenceScore]:
+    """Every reference's score recorded in a decision's audit detail (``reference_scores``), best first."""
+    recorded = detail.get("reference_scores") or []
+    pairs = []
+    for item in recorded:
+        try:
+            pairs.append((int(item["reference_id"]), float(item["score"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    if not pairs:
+        return []
+    best_id = detail.get("best_reference_id")
+    references = ReferenceImage.objects.in_bulk([reference_id for reference_id, _ in pairs])
+    pairs.sort(key=lambda pair: -pair[1])
+    return [
+        ReferenceScore(reference_id=reference_id, score=score, best=reference_id == best_id,
+                       reference=references.get(reference_id))
+        for reference_id, score in pairs
+    ]
+
+
+def people_with_lockout_until(queryset: QuerySet[Person], *, at: datetime | None = None) -> QuerySet[Person]:
+    """Annotate ``lockout_until``: when the lockout of the person's external ID in force now ends (or None)."""
+    at = at or timezone.now()
+    in_force = Lockout.objects.filter(
+        scope=Lockout.Scope.PERSON, key=OuterRef("external_id"), unlocked_at__isnull=True, locked_until__gt=at
+    ).order_by("-locked_until")
+    return queryset.annotate(lockout_until=Subquery(in_force.values("locked_until")[:1]))

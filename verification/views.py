@@ -17,9 +17,12 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 
 from verification import roles
+from verification.apps import PRODUCT_NAME
 from verification.images import content_type_for
 
 MEDIA_CONTENT_SECURITY_POLICY = "default-src 'none'; img-src 'self'; sandbox"
@@ -47,3 +50,9 @@ def media(request: HttpRequest, path: str) -> HttpResponse:
     response["Content-Disposition"] = "inline"
     response["Cross-Origin-Resource-Policy"] = "same-origin"
     return response
+
+
+@require_safe
+def home(request: HttpRequest) -> HttpResponse:
+    """The site's front page (the admin's "View site"): what this is and where to go. Public; reads nothing."""
+    return render(request, "verification/home.html", {"product_name": PRODUCT_NAME})

@@ -72,7 +72,7 @@ def test_inline_upload_of_a_photo_without_a_face_shows_rejected_with_reason(
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(reverse("admin:verification_person_add"), person_form())
     shown = [str(message) for message in response.wsgi_request._messages]
-    assert "New photo 1 was rejected: No face found." in shown
+    assert "“grace.jpg” was rejected: No face found." in shown
     person = Person.objects.get(external_id="B-2002")
     reference = ReferenceImage.objects.get(person=person)
     assert (reference.status, reference.reason) == ("rejected", "no_face")

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import csv
+import json
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from verification import roles, services
+from verification import roles, selectors, services
 from verification.admin.common import (
+    ADMIN_CSS,
     ReadOnlyAdmin,
     may_view_reference_photos,
     may_view_snapshots,
     thumbnail,
+    when,
 )
 from verification.audit import CSV_COLUMNS as AUDIT_CSV_COLUMNS
 from verification.audit import csv_row
 from verification.models import (
     AuditEntry,
     CheckIn,
+    ReferenceImage,
 )
 
 
@@ -92,23 +98,98 @@ class _Echo:
         return value
 
 
+# What an entry's ``detail`` keys mean, in words; a key not listed reads as its name with spaces.
+DETAIL_LABELS = {
+    "timings": "Timings",
+    "best_reference_id": "Best-matching reference",
+    "reference_scores": "Score of each reference",
+    "threshold_source": "Threshold from",
+    "superseded": "Overruled by a lockout (what the face said)",
+    "operator": "Operator",
+    "person_id": "Person id",
+    "reference_id": "Reference photo id",
+    "fields": "Values",
+    "changes": "Changes",
+    "source": "Source",
+    "token_prefix": "Token prefix",
+    "revoked_at": "Revoked at",
+    "locked_until": "Locked until",
+    "error": "Error",
+    "attempts": "Attempts",
+}
+TIMING_LABELS = {
+    "queue_ms": "queue", "decode_ms": "decode", "detect_ms": "detect", "embed_ms": "embed", "score_ms": "score",
+    "reembed_ms": "re-embed", "process_ms": "processing", "total_ms": "total",
+}
+
+READ_ONLY_WHY = (
+    "The audit log is append-only and hash-chained: each entry's hash covers its own content and the hash of "
+    "the entry before it, so changing, adding or removing any entry breaks the chain from that point on, and "
+    "“Verify the chain” (or manage.py verify_audit_log) reports it. That is what lets an auditor trust that "
+    "the log says what happened. Nobody may edit it, superusers included; the database refuses it too."
+)
+
+
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
     change_list_template = "admin/verification/auditentry/change_list.html"
+    change_form_template = "admin/verification/auditentry/change_form.html"
+    # The columns that matter, narrow enough for a 1400 px screen without scrolling sideways; the rest
+    # (model, timings, hashes) is on the entry's page.
     list_display = [
-        "seq", "created_at", "kind", "actor", "device_name", "person_external_id", "person_name", "decision_badge",
-        "score_display", "threshold", "reason", "model_version", "processing_ms",
+        "seq", "time", "event", "device_name", "person", "decision_badge", "score_threshold", "reason_text",
     ]
+    list_display_links = ["seq", "time"]
     list_filter = [DecisionFilter, "kind", DeviceFilter, PersonFilter, ReasonFilter, ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["person_name", "person_external_id", "actor"]
+    search_fields = ["person_name", "person_external_id", "actor", "device_name"]
     date_hierarchy = "created_at"
     list_per_page = 50
-    fields = [
-        "seq", "created_at", "kind", "actor", "decision_badge", "score", "threshold", "reason", "model_version",
-        "processing_ms", "device_name", "device_ref", "person_external_id", "person_name", "person_erased_at",
-        "images", "checkin", "detail", "hash_scheme", "prev_hash", "entry_hash",
+    fieldsets = [
+        ("Event", {"fields": ["seq", "time", "kind", "actor", "checkin"]}),
+        ("Decision", {"fields": ["decision_badge", "score_display", "threshold_display", "reason_text",
+                                 "model_version", "processing"]}),
+        ("Who and where", {"fields": ["device_name", "device_ref", "person_external_id", "person_name",
+                                      "person_erased_at"]}),
+        ("Faces and scores", {"fields": ["images", "reference_scores"]}),
+        ("Detail", {"fields": ["detail_readable"]}),
+        ("Chain", {"fields": ["hash_scheme", "prev_hash", "entry_hash"], "classes": ["collapse"]}),
     ]
-    readonly_fields = fields
+
+    class Media:
+        css = {"all": [ADMIN_CSS]}
+
+    def get_fieldsets(self, request: HttpRequest, obj: AuditEntry | None = None):  # noqa: ANN201
+        # Biometric images only for those who may view them: both, the snapshot alone, the reference alone, none.
+        images = {
+            (True, True): "images", (True, False): "images_snapshot", (False, True): "images_reference",
+        }.get((may_view_snapshots(request), may_view_reference_photos(request)))
+        # The scores are numbers for everyone; the references' aligned faces only with the right to see them.
+        scores = "reference_scores_with_faces" if may_view_reference_photos(request) else "reference_scores"
+        chosen = {"images": images, "reference_scores": scores}
+        fieldsets = []
+        for name, options in self.fieldsets:
+            fields = [chosen.get(field, field) for field in options["fields"]]
+            fieldsets.append((name, {**options, "fields": [field for field in fields if field]}))
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AuditEntry | None = None) -> list[str]:
+        return [field for _, options in self.get_fieldsets(request, obj) for field in options["fields"]]
+
+    # --- Columns ---
+
+    @admin.display(description="When", ordering="created_at")
+    def time(self, obj: AuditEntry) -> str:
+        return when(obj.created_at)
+
+    @admin.display(description="Event", ordering="kind")
+    def event(self, obj: AuditEntry) -> str:
+        return format_html('{}<span class="va-sub">by {}</span>', obj.get_kind_display(), obj.actor or "-")
+
+    @admin.display(description="Person", ordering="person_external_id")
+    def person(self, obj: AuditEntry) -> str:
+        if not obj.person_external_id and not obj.person_name:
+            return "-"
+        return format_html('{}<span class="va-sub">{}</span>', obj.person_name or "-", obj.person_external_id)
 
     @admin.display(description="Decision", ordering="decision")
     def decision_badge(self, obj: AuditEntry) -> str:
@@ -116,23 +197,90 @@ class AuditEntryAdmin(ReadOnlyAdmin):
             return "-"
         colour, label = ("#1b7f3b", "1 admitted") if obj.decision == 1 else ("#b3261e", "0 refused")
         return format_html(
-            '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px;font-weight:bold">{}</span>',
+            '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px;font-weight:bold;'
+            'white-space:nowrap">{}</span>',
             colour, label,
         )
 
+    @admin.display(description="Score / threshold", ordering="score")
+    def score_threshold(self, obj: AuditEntry) -> str:
+        if obj.score is None and obj.threshold is None:
+            return "-"
+        return f"{_three(obj.score)} / {_three(obj.threshold)}"
+
     @admin.display(description="Score", ordering="score")
     def score_display(self, obj: AuditEntry) -> str:
-        return "-" if obj.score is None else f"{obj.score:.3f}"
+        return _three(obj.score)
 
-    def get_fields(self, request: HttpRequest, obj: AuditEntry | None = None) -> list[str]:
-        # Biometric images only for those who may view them: both, the snapshot alone, the reference alone, none.
-        images = {
-            (True, True): "images", (True, False): "images_snapshot", (False, True): "images_reference",
-        }.get((may_view_snapshots(request), may_view_reference_photos(request)))
-        return [name if name != "images" else images for name in self.fields if name != "images" or images]
+    @admin.display(description="Threshold")
+    def threshold_display(self, obj: AuditEntry) -> str:
+        return _three(obj.threshold)
 
-    def get_readonly_fields(self, request: HttpRequest, obj: AuditEntry | None = None) -> list[str]:
-        return self.get_fields(request, obj)
+    @admin.display(description="Reason", ordering="reason")
+    def reason_text(self, obj: AuditEntry) -> str:
+        if not obj.reason:
+            return "-"
+        label = dict(CheckIn.Reason.choices).get(obj.reason) or dict(ReferenceImage.Reason.choices).get(obj.reason)
+        if not label or label == obj.reason:
+            return obj.reason
+        return format_html('{}<span class="va-sub">{}</span>', label, obj.reason)
+
+    @admin.display(description="Processing")
+    def processing(self, obj: AuditEntry) -> str:
+        return "-" if obj.processing_ms is None else f"{obj.processing_ms:.0f} ms from receipt to decision"
+
+    # --- The entry's page ---
+
+    @admin.display(description="Detail")
+    def detail_readable(self, obj: AuditEntry) -> str:
+        """``detail`` as a table in words, with the exact JSON (as hashed) one click away."""
+        raw = json.dumps(obj.detail, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        if not obj.detail:
+            return "-"
+        return format_html(
+            '{}<details><summary>Exact detail as hashed (JSON)</summary><pre>{}</pre></details>',
+            _readable(obj.detail), raw,
+        )
+
+    @admin.display(description="Score of each reference")
+    def reference_scores(self, obj: AuditEntry) -> str:
+        return self._reference_scores(obj, faces=False)
+
+    @admin.display(description="Score of each reference")
+    def reference_scores_with_faces(self, obj: AuditEntry) -> str:
+        return self._reference_scores(obj, faces=True)
+
+    def _reference_scores(self, obj: AuditEntry, *, faces: bool) -> str:
+        """Every reference photo's score in this decision (recorded since issue 11, item 2), best first."""
+        if obj.kind != AuditEntry.Kind.DECISION or obj.score is None:
+            return "-"
+        scores = selectors.decision_reference_scores(detail=obj.detail or {})
+        if not scores:
+            return format_html(
+                "Only the mean score ({}) was recorded for this decision: per-reference scores are kept for "
+                "decisions made since this version.", _three(obj.score),
+            )
+        rows = format_html_join(
+            "",
+            '<tr class="{}"><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>',
+            (
+                (
+                    "best" if item.best else "",
+                    f"#{item.reference_id}",
+                    thumbnail(item.reference.face_crop, size=64, alt="aligned reference face")
+                    if faces and item.reference is not None else ("(deleted since)" if item.reference is None else ""),
+                    _three(item.score),
+                    "best match" if item.best else "",
+                )
+                for item in scores
+            ),
+        )
+        return format_html(
+            '<table class="va-scores"><thead><tr><th>Reference</th><th>Aligned face</th><th>Score</th><th></th></tr>'
+            '</thead><tbody>{}</tbody></table><p class="help">The decision compares the mean of these ({}) '
+            "with the threshold ({}).</p>",
+            rows, _three(obj.score), _three(obj.threshold),
+        )
 
     @admin.display(description="Snapshot and best-matching reference")
     def images(self, obj: AuditEntry) -> str:
@@ -147,6 +295,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         return self._images(obj, snapshot=False, reference=True)
 
     def _images(self, obj: AuditEntry, *, snapshot: bool, reference: bool) -> str:
+        if obj.checkin_id is None:
+            return "-"
         checkin = CheckIn.objects.filter(pk=obj.checkin_id).select_related("best_reference").first()
         if checkin is None:
             return "(check-in deleted)"
@@ -155,16 +305,46 @@ class AuditEntryAdmin(ReadOnlyAdmin):
             cells.append(("Snapshot", f"removed {checkin.snapshot_purged_at:%Y-%m-%d} (retention or erasure)"))
         elif snapshot:
             cells.append(("Snapshot", thumbnail(checkin.snapshot, size=240, alt="snapshot")))
+            probe_face = getattr(checkin, "probe_face", None)
+            if probe_face:
+                cells.append(("Aligned snapshot face", thumbnail(probe_face, size=120, alt="snapshot face")))
         if reference and checkin.best_reference is not None:
             cells.append(("Best reference", thumbnail(checkin.best_reference.image, size=240, alt="reference")))
             cells.append(("Aligned reference face", thumbnail(checkin.best_reference.face_crop, size=120, alt="face")))
         if not cells:
             return "-"
         return format_html(
-            '<div style="display:flex;gap:16px">{}</div>',
-            format_html_join("", '<figure style="margin:0">{}<figcaption>{}</figcaption></figure>',
+            '<div class="va-figures">{}</div>',
+            format_html_join("", "<figure>{}<figcaption>{}</figcaption></figure>",
                              ((image, label) for label, image in cells)),
         )
+
+    # --- Why nothing here can be edited ---
+
+    def read_only_page(self, request: HttpRequest, entry: AuditEntry | None = None) -> HttpResponse:
+        """What an attempt to add, change or delete an entry gets: 403 with the reason, not a bare "Forbidden"."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Audit entries cannot be changed",
+            "entry": entry,
+            "why": READ_ONLY_WHY,
+        }
+        return TemplateResponse(request, "admin/verification/auditentry/read_only.html", context, status=403)
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        return self.read_only_page(request)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return self.read_only_page(request, self.get_object(request, object_id))
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None):  # noqa: ANN201
+        if request.method == "POST" and self.has_view_permission(request):
+            return self.read_only_page(request, self.get_object(request, object_id))
+        extra_context = {**(extra_context or {}), "read_only_why": READ_ONLY_WHY}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request) and request.user.has_perm(roles.perm(roles.EXPORT_AUDIT))
@@ -219,3 +399,38 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         response = StreamingHttpResponse(rows(), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
         return response
+
+
+def _three(value: float | None) -> str:
+    """Scores and thresholds to 3 decimals."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _readable(value: Any, key: str = "") -> str:
+    """A ``detail`` value as HTML in words: dicts as tables, timings in ms, scores to 3 decimals."""
+    if key == "timings" and isinstance(value, dict):
+        parts = [f"{TIMING_LABELS.get(name, name)} {ms:.1f} ms" for name, ms in value.items() if isinstance(ms, (int, float))]
+        return " · ".join(parts) or "-"
+    if key == "reference_scores" and isinstance(value, list):
+        parts = [f"#{item.get('reference_id')}: {_three(item.get('score'))}" for item in value if isinstance(item, dict)]
+        return ", ".join(parts) or "-"
+    if isinstance(value, dict):
+        if not value:
+            return "-"
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>",
+            ((DETAIL_LABELS.get(name, name.replace("_", " ").capitalize()), _readable(item, name))
+             for name, item in value.items()),
+        )
+        return format_html('<table class="va-detail">{}</table>', rows)
+    if isinstance(value, list):
+        if all(not isinstance(item, (dict, list)) for item in value):
+            return ", ".join(str(item) for item in value) or "-"
+        return format_html_join("", "<div>{}</div>", ((_readable(item),) for item in value))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return _three(value) if abs(value) < 10 else f"{value:.1f}"
+    if value is None or value == "":
+        return "-"
+    return str(value)

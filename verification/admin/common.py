@@ -8,8 +8,24 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from verification import roles
+from verification.formatting import local_timestamp
 
 THUMB_PX = 96
+# The admin screens' own styles (dashboard, badges, audit entries): a ModelAdmin's ``Media.css``.
+ADMIN_CSS = "verification/admin/admin.css"
+BADGE_TONES = {"good": "va-badge-good", "bad": "va-badge-bad", "warn": "va-badge-warn", "quiet": "va-badge-quiet"}
+
+
+def when(moment) -> str:  # noqa: ANN001 - datetime or None
+    """A time as every admin list shows it: the site's time zone, to the second, with the zone's name."""
+    if moment is None:
+        return "-"
+    return format_html('<time datetime="{}">{}</time>', moment.isoformat(), local_timestamp(moment))
+
+
+def badge(text: str, tone: str = "quiet") -> str:
+    """A coloured label (tone: good, bad, warn, quiet)."""
+    return format_html('<span class="va-badge {}">{}</span>', BADGE_TONES.get(tone, BADGE_TONES["quiet"]), text)
 
 
 def thumbnail(file, *, size: int = THUMB_PX, alt: str = "") -> str:  # noqa: ANN001 - FieldFile or None

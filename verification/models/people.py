@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -35,6 +36,15 @@ class Person(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.external_id})"
+
+    def clean(self) -> None:
+        # ``person_validity_ordered`` in plain words, on the field (issue 11, item 2): without this the form
+        # said "Constraint “person_validity_ordered” is violated." A field error here also skips that check.
+        if self.valid_from is not None and self.valid_until is not None and self.valid_from >= self.valid_until:
+            raise ValidationError({
+                "valid_until": "“Valid until” must be later than “valid from”: the person may enter from the first "
+                "time up to, but not including, the second.",
+            })
 
 
 class ReferenceImage(TimeStamped):

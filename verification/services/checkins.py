@@ -18,6 +18,7 @@ from django.utils import timezone
 from verification import selectors
 from verification.audit import audit_append, device_actor
 from verification.errors import DeviceLockedOut, DomainError, ModelUnavailable, ServiceUnavailable
+from verification.formatting import duration_text, local_timestamp
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
 from verification.services.access import AccessVerdict, access_check
@@ -55,7 +56,8 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
     if locked is not None:
         retry_after = lockouts.lockout_retry_after(lockout=locked)
         raise DeviceLockedOut(
-            "This device is locked out after repeated refusals.",
+            f"This device is locked out after repeated refusals until {local_timestamp(locked.locked_until)} "
+            f"(in {duration_text(retry_after)}), or until an operator unlocks it.",
             retry_after=retry_after,
             detail={"retry_after": retry_after, "locked_until": locked.locked_until.isoformat()},
         )
@@ -220,6 +222,10 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
         best_reference_id=references[best].pk,
         timings=timings,
         probe_embedding=probe,
+        # Every reference's score, for the audit entry's page (issue 11, item 2); the decision is their mean.
+        audit_detail={"reference_scores": [
+            {"reference_id": reference.pk, "score": round(float(value), 6)} for reference, value in zip(references, scores)
+        ]},
         **verdict,
     )
     return CheckIn.objects.get(pk=checkin_id)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePath
 from typing import IO, Any
 
 from django.conf import settings
@@ -14,6 +17,7 @@ from django.utils import timezone
 
 from verification import quality, selectors
 from verification.audit import audit_append
+from verification.errors import InvalidImage
 from verification.images import validate_image
 from verification.models import AuditEntry, Person, ReferenceImage
 from verification.services import queueing
@@ -40,26 +44,28 @@ def person_create(
     valid_from: datetime | None = None,
     valid_until: datetime | None = None,
     operator: str = "",
+    source: str = "",
 ) -> Person:
     person = Person(
         name=name, external_id=external_id, is_active=is_active, valid_from=valid_from, valid_until=valid_until
     )
-    return person_save(person=person, operator=operator)
+    return person_save(person=person, operator=operator, source=source)
 
 
 @transaction.atomic
-def person_save(*, person: Person, operator: str = "") -> Person:
+def person_save(*, person: Person, operator: str = "", source: str = "") -> Person:
     """Validate and save a person built by a form (the admin's add and change pages); audited.
 
     A new person appends ``person_created``; a change appends ``person_changed`` with each changed field
     (old and new value; for name and external ID only that they changed); a save that changed nothing
-    appends nothing.
+    appends nothing. ``source`` (e.g. ``csv import people.csv line 4``) goes into the entry's detail.
     """
     before = Person.objects.select_for_update().filter(pk=person.pk).first() if person.pk else None
     person.full_clean()
     person.save()
+    origin = {"source": source} if source else {}
     if before is None:
-        _audit_person(AuditEntry.Kind.PERSON_CREATED, person, operator, fields=_person_fields(person))
+        _audit_person(AuditEntry.Kind.PERSON_CREATED, person, operator, fields=_person_fields(person), **origin)
         return person
     changes = {
         field: {"changed": True} if field in PERSON_PERSONAL_FIELDS
@@ -68,7 +74,7 @@ def person_save(*, person: Person, operator: str = "") -> Person:
         if getattr(before, field) != getattr(person, field)
     }
     if changes:
-        _audit_person(AuditEntry.Kind.PERSON_CHANGED, person, operator, changes=changes)
+        _audit_person(AuditEntry.Kind.PERSON_CHANGED, person, operator, changes=changes, **origin)
     return person
 
 
@@ -126,6 +132,36 @@ def reference_add(*, person: Person, image_file: IO[bytes], operator: str = "") 
     reference_id = reference.pk
     transaction.on_commit(lambda: queueing.enqueue("reference_embed_task", reference_id))
     return reference
+
+
+@dataclass(frozen=True)
+class PhotoRefused:
+    """A chosen photo that was not added, by the name it had on the operator's computer."""
+
+    name: str
+    message: str
+    code: str
+
+
+def references_add(
+    *, person: Person, image_files: Iterable[IO[bytes]], operator: str = ""
+) -> tuple[list[tuple[str, ReferenceImage]], list[PhotoRefused]]:
+    """Add each photo on its own (``reference_add``): one that fails the checks is reported by its file
+    name and the others are still added (issue 11, item 2: one bad file dropped every chosen file).
+
+    Returns ([(file name, new reference)], [refused photos]), both in the order given.
+    """
+    added: list[tuple[str, ReferenceImage]] = []
+    refused: list[PhotoRefused] = []
+    for number, image_file in enumerate(image_files, start=1):
+        name = PurePath(getattr(image_file, "name", "") or f"photo {number}").name
+        try:
+            reference = reference_add(person=person, image_file=image_file, operator=operator)
+        except InvalidImage as problem:
+            refused.append(PhotoRefused(name=name, message=problem.message, code=problem.code))
+        else:
+            added.append((name, reference))
+    return added, refused
 
 
 def reference_embed(*, reference_id: int) -> ReferenceImage | None:
