@@ -252,3 +252,16 @@ def test_placing_devices_at_a_door_takes_the_right_to_change_devices(django_user
     assert response.status_code == 302, response.content
     assert lab["door"].devices.count() == 1, "the device stays where it was"
     assert not entries(Kind.DEVICE_DOOR_CHANGED)[1:]
+
+
+def test_a_person_form_posted_without_the_access_inline_leaves_the_persons_groups_alone(operator, lab, person):
+    data = {
+        "name": "Ada King", "external_id": "B-1001", "is_active": "on",
+        **inline_management("references", 0),
+    }
+    response = operator.post(url("person", "change", person.pk), data)
+    assert response.status_code == 302, response.content[:2000]
+    person.refresh_from_db()
+    assert person.name == "Ada King"
+    assert list(person.access_groups.all()) == [lab["group"]]
+    assert not entries(Kind.ACCESS_MEMBER_REMOVED)

@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
+from django.forms.formsets import TOTAL_FORM_COUNT
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -46,12 +47,28 @@ def site_time(at) -> str:  # noqa: ANN001 - aware datetime
 
 
 class _AuditedInlineFormSet(BaseInlineFormSet):
-    """An inline formset whose ``save`` calls the access services (``operator`` set per request)."""
+    """An inline formset whose ``save`` calls the access services (``operator`` set per request).
+
+    A POST that carries none of this inline's fields (not even its management form: a script that posts
+    the person form as it was before access groups existed) leaves it alone: valid, nothing saved.
+    """
 
     operator = ""
 
+    def __init__(self, data: Any = None, files: Any = None, *args: Any, prefix: str | None = None, **kwargs: Any) -> None:
+        total = f"{prefix or self.get_default_prefix()}-{TOTAL_FORM_COUNT}"
+        self.absent = data is not None and total not in data
+        if self.absent:
+            data = files = None
+        super().__init__(data, files, *args, prefix=prefix, **kwargs)
+
+    def is_valid(self) -> bool:
+        return True if self.absent else super().is_valid()
+
     def save(self, commit: bool = True) -> list:  # noqa: FBT001, FBT002 - Django's signature
         self.new_objects, self.changed_objects, self.deleted_objects = [], [], []
+        if self.absent:
+            return []
         self.save_through_services()
         return self.new_objects + [obj for obj, _ in self.changed_objects]
 
