@@ -1,0 +1,223 @@
+"""Issue 11, item 2: the audit list readable at 1400 px (the columns that matter, times with seconds and zone,
+scores to 3 decimals, search by device), the entry page (every reference's score, readable detail, why it
+cannot be edited), the device page's Revoke / Reinstate buttons, and lockout answers that say until when."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.conftest import upload
+from verification import roles, services
+from verification.models import AuditEntry, CheckIn, Device, Lockout
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/checkins/"
+
+
+def login(django_user_model, username: str, *, group: str | None = None, codenames: tuple[str, ...] = ()) -> Client:
+    user = django_user_model.objects.create_user(username, password="pw-not-used-123", is_staff=True)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="verification", codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def local(moment) -> str:
+    moment = timezone.localtime(moment)
+    return f"{moment:%Y-%m-%d %H:%M:%S} {moment.tzname()}"
+
+
+@pytest.fixture
+def two_references(enrolled_person, fake_model, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.reference_add(person=enrolled_person, image_file=upload())
+    references = list(enrolled_person.references.order_by("pk"))
+    assert [reference.status for reference in references] == ["ready", "ready"]
+    return references
+
+
+@pytest.fixture
+def decided(device, two_references, fake_model) -> CheckIn:
+    fake_model.scores = [0.9, 0.7]
+    checkin = services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
+    services.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert checkin.decision == 1
+    return checkin
+
+
+def entry_url(checkin: CheckIn) -> str:
+    entry = AuditEntry.objects.get(checkin=checkin, kind=AuditEntry.Kind.DECISION)
+    return reverse("admin:verification_auditentry_change", args=[entry.pk])
+
+
+# --- The list ---------------------------------------------------------------------------------------
+
+
+def test_audit_list_shows_the_columns_that_matter_with_seconds_zone_and_three_decimals(staff_client, decided):
+    response = staff_client.get(reverse("admin:verification_auditentry_changelist"))
+    content = response.content.decode()
+    entry = AuditEntry.objects.get(checkin=decided, kind=AuditEntry.Kind.DECISION)
+    assert local(entry.created_at) in content
+    assert "0.800 / 0.500" in content  # the mean of 0.9 and 0.7, and the threshold
+    # Eight narrow columns (plus the checkbox): model, timings, hashes live on the entry's page.
+    headers = [name for name in response.context["cl"].list_display if name != "action_checkbox"]
+    assert headers == ["seq", "time", "event", "device_name", "person", "decision_badge", "score_threshold",
+                       "reason_text"]
+    assert "column-model_version" not in content and "column-processing_ms" not in content
+
+
+def test_audit_list_searches_by_device(staff_client, decided, other_device_and_token):
+    listed = staff_client.get(reverse("admin:verification_auditentry_changelist"), {"q": "back-door"})
+    assert {entry.device_name for entry in listed.context["cl"].result_list} == {"back-door"}
+    decisions = staff_client.get(reverse("admin:verification_auditentry_changelist"),
+                                 {"q": "front-door", "kind__exact": "decision"})
+    assert decisions.context["cl"].result_count == 1
+
+
+# --- The entry's page -------------------------------------------------------------------------------
+
+
+def test_decision_records_every_references_score(decided, two_references):
+    entry = AuditEntry.objects.get(checkin=decided, kind=AuditEntry.Kind.DECISION)
+    assert entry.detail["reference_scores"] == [
+        {"reference_id": two_references[0].pk, "score": pytest.approx(0.9)},
+        {"reference_id": two_references[1].pk, "score": pytest.approx(0.7)},
+    ]
+
+
+def test_entry_page_shows_every_references_score_with_its_aligned_face(staff_client, decided, two_references):
+    content = staff_client.get(entry_url(decided)).content.decode()
+    assert "Score of each reference" in content
+    assert "0.900" in content and "0.700" in content and "best match" in content
+    for reference in two_references:
+        assert f"#{reference.pk}" in content
+        assert reverse("media", kwargs={"path": reference.face_crop.name}) in content
+
+
+def test_entry_page_shows_scores_but_no_faces_to_those_who_may_not_see_them(django_user_model, decided, two_references):
+    auditor = login(django_user_model, "auditor", group=roles.AUDITOR.name)
+    content = auditor.get(entry_url(decided)).content.decode()
+    assert "0.900" in content and "0.700" in content
+    assert "/media/" not in content
+
+
+def test_entry_page_reads_the_detail_in_words_with_the_exact_json_one_click_away(staff_client, decided):
+    content = staff_client.get(entry_url(decided)).content.decode()
+    assert '<table class="va-detail">' in content
+    assert "Timings" in content and " ms" in content and "Best-matching reference" in content
+    assert "Exact detail as hashed (JSON)" in content
+
+
+def test_entry_page_of_an_older_decision_says_only_the_mean_was_recorded(staff_client, device, enrolled_person):
+    from verification.audit import audit_append
+
+    entry = audit_append(kind=AuditEntry.Kind.DECISION, device_name="front-door", person_external_id="B-1001",
+                         decision=1, score=0.91, threshold=0.5, detail={"best_reference_id": 1})
+    content = staff_client.get(reverse("admin:verification_auditentry_change", args=[entry.pk])).content.decode()
+    assert "Only the mean score (0.910) was recorded" in content
+
+
+def test_audit_entries_explain_why_they_cannot_be_changed(staff_client, decided):
+    url = entry_url(decided)
+    entry = AuditEntry.objects.get(checkin=decided, kind=AuditEntry.Kind.DECISION)
+    before = entry.entry_hash
+    page = staff_client.get(url).content.decode()
+    assert "This entry cannot be edited or deleted." in page
+    for response in (
+        staff_client.get(reverse("admin:verification_auditentry_add")),
+        staff_client.post(url, {"decision": "0"}),
+        staff_client.get(reverse("admin:verification_auditentry_delete", args=[entry.pk])),
+        staff_client.post(reverse("admin:verification_auditentry_delete", args=[entry.pk]), {"post": "yes"}),
+    ):
+        assert response.status_code == 403
+        content = response.content.decode()
+        assert "append-only and hash-chained" in content and "Verify the chain" in content
+    entry.refresh_from_db()
+    assert entry.entry_hash == before
+
+
+# --- The device page: Revoke / Reinstate --------------------------------------------------------------
+
+
+def test_device_page_revoke_button_asks_then_revokes_audited(django_user_model, device_and_token):
+    device, token = device_and_token
+    operator = login(django_user_model, "operator", group=roles.OPERATOR.name)
+    page = operator.get(reverse("admin:verification_device_change", args=[device.pk])).content.decode()
+    revoke_url = reverse("admin:verification_device_revoke", args=[device.pk])
+    assert f'href="{revoke_url}"' in page and ">Revoke<" in page
+
+    confirmation = operator.get(revoke_url)
+    assert confirmation.status_code == 200
+    assert "its API token is refused" in confirmation.content.decode()
+    device.refresh_from_db()
+    assert device.revoked_at is None  # asking changes nothing
+
+    done = operator.post(revoke_url, follow=True)
+    device.refresh_from_db()
+    assert device.revoked_at is not None
+    assert any(f"front-door is revoked as of {local(device.revoked_at)}" in str(m) for m in done.context["messages"])
+    revoked = AuditEntry.objects.get(kind=AuditEntry.Kind.DEVICE_REVOKED)
+    assert (revoked.actor, revoked.device_name) == ("operator", "front-door")
+    api = Client().post(URL, {"snapshot": upload(), "person": "B-1001"}, HTTP_AUTHORIZATION=f"Token {token}")
+    assert api.status_code == 401
+
+    page = operator.get(reverse("admin:verification_device_change", args=[device.pk])).content.decode()
+    assert ">Revoke<" not in page and "Reinstate (new token)" in page and "is <strong>revoked</strong>" in page
+
+
+def test_device_page_reinstate_button_issues_a_new_token_shown_once(django_user_model, device_and_token):
+    device, old_token = device_and_token
+    services.device_revoke(device=device, operator="someone")
+    operator = login(django_user_model, "operator", group=roles.OPERATOR.name)
+    done = operator.post(reverse("admin:verification_device_reinstate", args=[device.pk]), follow=True)
+    device.refresh_from_db()
+    assert device.revoked_at is None
+    shown = " ".join(str(m) for m in done.context["messages"])
+    assert "shown only now" in shown and old_token not in shown
+    assert AuditEntry.objects.filter(kind=AuditEntry.Kind.DEVICE_REINSTATED, actor="operator").exists()
+
+
+def test_revoke_button_needs_the_revoke_permission(django_user_model, device):
+    viewer = login(django_user_model, "viewer", codenames=("view_device",))
+    page = viewer.get(reverse("admin:verification_device_change", args=[device.pk])).content.decode()
+    assert reverse("admin:verification_device_revoke", args=[device.pk]) not in page
+    for client in (viewer, login(django_user_model, "officer", group=roles.SECURITY_OFFICER.name)):
+        assert client.get(reverse("admin:verification_device_revoke", args=[device.pk])).status_code == 403
+        assert client.post(reverse("admin:verification_device_revoke", args=[device.pk])).status_code == 403
+        assert client.post(reverse("admin:verification_device_reinstate", args=[device.pk])).status_code == 403
+    device.refresh_from_db()
+    assert device.revoked_at is None
+    assert not AuditEntry.objects.filter(kind=AuditEntry.Kind.DEVICE_REVOKED).exists()
+
+
+# --- Lockouts say until when ------------------------------------------------------------------------
+
+
+def test_a_locked_out_device_is_told_until_when(device_client, device):
+    until = timezone.now() + timedelta(minutes=10)
+    Lockout.objects.create(scope=Lockout.Scope.DEVICE, key=str(device.pk), label=device.name, failures=20,
+                           locked_until=until)
+    response = device_client.post(URL, {"snapshot": upload(), "person": "B-1001"}, format="multipart")
+    assert response.status_code == 429
+    message = response.json()["message"]
+    assert f"until {local(until)}" in message and "or until an operator unlocks it" in message
+
+
+def test_lockout_list_says_until_when_and_filters_those_in_force(staff_client):
+    until = timezone.now() + timedelta(minutes=10)
+    Lockout.objects.create(scope=Lockout.Scope.PERSON, key="B-1", label="B-1", failures=5, locked_until=until)
+    Lockout.objects.create(scope=Lockout.Scope.PERSON, key="B-2", label="B-2", failures=5,
+                           locked_until=timezone.now() - timedelta(minutes=1))
+    response = staff_client.get(reverse("admin:verification_lockout_changelist"), {"in_force": "yes"})
+    assert [lockout.key for lockout in response.context["cl"].result_list] == ["B-1"]
+    content = response.content.decode()
+    assert f"{local(until)}</time> (in 9 min" in content or f"{local(until)}</time> (in 10 min" in content
