@@ -224,8 +224,10 @@ def checkin_review_decide(*, checkin_id: int, decision: int, guard: str) -> bool
     if not guard:
         raise ValueError("a guard's decision needs the guard's user name for the audit log")
     now = timezone.now()
+    # Only the check-in's row is locked (``of``): PostgreSQL cannot lock the nullable side of the person join.
     checkin = (
-        CheckIn.objects.select_for_update().select_related("device", "person").filter(pk=checkin_id).first()
+        CheckIn.objects.select_for_update(of=("self",)).select_related("device", "person")
+        .filter(pk=checkin_id).first()
     )
     if checkin is None or checkin.status != CheckIn.Status.REVIEW:
         return False
@@ -249,7 +251,7 @@ def checkin_review_expire(*, checkin_id: int) -> bool:
     yet due (idempotent: the sweep and a door's poll may both try)."""
     now = timezone.now()
     checkin = (
-        CheckIn.objects.select_for_update().select_related("device", "person")
+        CheckIn.objects.select_for_update(of=("self",)).select_related("device", "person")
         .filter(pk=checkin_id, status=CheckIn.Status.REVIEW, review_expires_at__lte=now).first()
     )
     if checkin is None:
