@@ -37,11 +37,22 @@ def test_fifty_reference_frames_are_distinct_and_each_shows_one_face():
 
 
 def test_burst_configurations_parse_and_refuse_nonsense():
-    assert burst.parse_configs("1x2, 2x1,2X0") == [(1, 2), (2, 1), (2, 0)]
+    assert burst.parse_configs("1x2, 2x1,2X0") == [(1, 2, False), (2, 1, False), (2, 0, False)]
+    assert burst.parse_configs("2x1:hosts") == [(2, 1, True)]
     with pytest.raises(ValueError, match="not PROCESSESxTHREADS"):
         burst.parse_configs("2")
     with pytest.raises(ValueError, match="at least 1 process"):
         burst.parse_configs("0x2")
+    with pytest.raises(ValueError, match="only suffix"):
+        burst.parse_configs("2x1:pods")
+
+
+def test_every_post_sends_new_bytes_of_the_same_picture():
+    # The same bytes twice are refused `replayed` before any face work: the benchmark would measure that.
+    frame = _scenario.probe_snapshots(1)[0]
+    first, second = _scenario.new_frame(frame), _scenario.new_frame(frame)
+    assert first != second != frame
+    assert np.array_equal(ml.decode_image(first), ml.decode_image(frame))
 
 
 def test_population_sizes_parse_and_refuse_nonsense():
