@@ -8,13 +8,15 @@ open); the times themselves are tested in test_access_rule.py.
 """
 from __future__ import annotations
 
+import io
 from datetime import time
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from tests.conftest import upload
 from verification import services
-from verification.models import AccessGroup, AuditEntry, CheckIn, Door, Lockout, Zone
+from verification.models import AccessGroup, AuditEntry, CheckIn, Device, Door, Lockout, Zone
 from verification.services import access_rules
 from verification.services.access import WindowSpec
 
@@ -128,8 +130,23 @@ def test_once_doors_exist_a_device_at_no_door_refuses_in_the_request(
     assert queued == [] and not fake_model.calls
 
 
-def test_an_unknown_id_at_a_door_goes_the_usual_way_to_unknown_person(
-    device, lab, fake_model, queued, django_capture_on_commit_callbacks
+@pytest.mark.parametrize("claim", ["NOBODY", "B-3003"])
+def test_at_a_door_an_unknown_or_inactive_id_is_refused_in_the_request_like_a_missing_right(
+    device_client, lab, fake_model, queued, django_capture_on_commit_callbacks, claim
+):
+    """A known ID without rights answered at once while an unknown one waited for a worker would tell a
+    device holder which IDs exist: at a door, every refusal that needs no face is decided in the request."""
+    services.person_create(name="Zed Inactive", external_id="B-3003", is_active=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(device_client, person=claim)
+    reason = "unknown_person" if claim == "NOBODY" else "inactive_person"
+    body, checkin, entry = assert_refused_before_face_work(response, reason, fake_model, queued)
+    assert (body["status"], body["decision"], body["reason"]) == ("decided", 0, "not_recognised")
+    assert entry.detail["access"]["rule"] == reason and entry.detail["access"]["door"] == "Lab door"
+
+
+def test_without_doors_an_unknown_id_goes_the_usual_way_to_the_worker(
+    device, fake_model, queued, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         checkin = services.checkin_submit(device=device, person_external_id="NOBODY", snapshot_file=upload())
@@ -170,3 +187,13 @@ def test_outside_schedule_refusals_never_lock_the_door_out_but_not_authorized_on
         services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
     lockout = Lockout.objects.get()
     assert (lockout.scope, lockout.failures) == (Lockout.Scope.DEVICE, 2)
+
+
+def test_create_device_can_place_the_new_device_at_a_door(lab):
+    call_command("create_device", "lab-inner", "--door", "Lab door", stdout=io.StringIO(), stderr=io.StringIO())
+    assert Device.objects.get(name="lab-inner").door == lab["door"]
+    moved = AuditEntry.objects.filter(kind=AuditEntry.Kind.DEVICE_DOOR_CHANGED, device_name="lab-inner").get()
+    assert moved.actor.startswith("cli:") and moved.detail["new_door"] == "Lab door"
+    with pytest.raises(CommandError, match="No door named 'Attic'"):
+        call_command("create_device", "attic", "--door", "Attic", stdout=io.StringIO(), stderr=io.StringIO())
+    assert not Device.objects.filter(name="attic").exists()

@@ -143,9 +143,16 @@ class DoorAdmin(admin.ModelAdmin):
     def devices_here(self, obj: Door) -> str:
         return self.device_list(obj)
 
+    @staticmethod
+    def _now(obj: Door) -> access.DoorNow:
+        # Both read-only fields show the same moment (and ask the rule once).
+        if not hasattr(obj, "_door_now"):
+            obj._door_now = access.door_now(door=obj)
+        return obj._door_now
+
     @admin.display(description="Access groups granting its zone")
     def groups_here(self, obj: Door) -> str:
-        now = access.door_now(door=obj)
+        now = self._now(obj)
         if not now.groups:
             return f"None: no group grants {obj.zone.name}, so nobody may pass."
         rows = (
@@ -160,7 +167,7 @@ class DoorAdmin(admin.ModelAdmin):
 
     @admin.display(description="Who may enter now")
     def who_may_enter_now(self, obj: Door) -> str:
-        now = access.door_now(door=obj)
+        now = self._now(obj)
         people = now.people
         total = people.count()
         head = f"At {site_time(now.at)}: {total} {'person' if total == 1 else 'people'} (active, in a group open now)"

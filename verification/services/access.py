@@ -22,8 +22,11 @@ an hour shorter only if it spans the skipped hour), and in the repeated hour whe
 passes of 02:30 are 02:30.
 
 Refusals here are decided before any face work: no snapshot is decoded, no task queued, and nothing
-about the face is learnt. ``outside_schedule`` does not count toward a device's lockout
-(``services/lockouts.py``): a queue of people arriving before their shift is not an attack.
+about the face is learnt. At a device under access rules ``checkin_submit`` also decides the other
+refusals that need no face (an unknown or inactive ID) in the request, so that every claim refused
+without a face is answered alike (``refusal_before_face_work``). ``outside_schedule`` does not count
+toward a device's lockout (``services/lockouts.py``): a queue of people arriving before their shift is
+not an attack.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from verification.models import AccessGroup, AccessWindow, CheckIn, Device, Door, Holiday, Person
+from verification.selectors import person_is_admitted
 
 Reason = CheckIn.Reason
 HOLIDAY = AccessWindow.Day.HOLIDAY
@@ -176,11 +180,18 @@ def devices_without_door_refused() -> bool:
     return rule == WITHOUT_DOOR_REFUSED
 
 
+def _door_of(device: Device) -> Door | None:
+    # As the database has it now (the admin may have moved the device since ``device`` was read).
+    return Door.objects.select_related("zone").filter(devices=device.pk).first()
+
+
 def access_check(*, person: Person, device: Device, at: datetime | None = None) -> AccessVerdict:
     """May ``person`` pass ``device``'s door at ``at`` (default now)? See the module docstring."""
-    at = at or timezone.now()
+    return _check(person=person, door=_door_of(device), at=at or timezone.now())
+
+
+def _check(*, person: Person, door: Door | None, at: datetime) -> AccessVerdict:
     local_time = site_local(at).isoformat(timespec="seconds")
-    door = Door.objects.select_related("zone").filter(devices=device.pk).first()
     if door is None:
         if devices_without_door_refused():
             return AccessVerdict(
@@ -200,6 +211,28 @@ def access_check(*, person: Person, device: Device, at: datetime | None = None) 
             allowed=False, reason=Reason.OUTSIDE_SCHEDULE, rule="no_window", groups=names, **where
         )
     return AccessVerdict(allowed=True, rule="window", groups=names, open_groups=open_names, **where)
+
+
+def refusal_before_face_work(*, person: Person | None, device: Device, at: datetime) -> AccessVerdict | None:
+    """At a device under access rules (at a door, or refused for standing at none), the refusal of a claim
+    that needs no face to decide: ``unknown_person``, ``inactive_person``, ``not_authorized_here``,
+    ``outside_schedule``; None when the face decides (or the device is under no rule: the usual way).
+
+    ``checkin_submit`` decides these in the request. All of them, not only the access ones: a known ID
+    without rights answered at once while an unknown one waited for a worker (202 with ``wait=0``) would
+    tell a device holder which badge IDs exist (docs/SECURITY.md, "The door learns only what it needs").
+    """
+    door = _door_of(device)
+    if door is None and not devices_without_door_refused():
+        return None
+    local_time = site_local(at).isoformat(timespec="seconds")
+    where = {"door": door.name, "zone": door.zone.name} if door else {}
+    if person is None:
+        return AccessVerdict(allowed=False, reason=Reason.UNKNOWN_PERSON, rule="unknown_person", local_time=local_time, **where)
+    if not person_is_admitted(person=person, at=at):
+        return AccessVerdict(allowed=False, reason=Reason.INACTIVE_PERSON, rule="inactive_person", local_time=local_time, **where)
+    verdict = _check(person=person, door=door, at=at)
+    return None if verdict.allowed else verdict
 
 
 # --- What the admin shows --------------------------------------------------------------------------

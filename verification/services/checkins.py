@@ -21,7 +21,7 @@ from verification.errors import DeviceLockedOut, DomainError, ModelUnavailable, 
 from verification.formatting import duration_text, local_timestamp
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
-from verification.services.access import AccessVerdict, access_check
+from verification.services.access import AccessVerdict, access_check, refusal_before_face_work
 from verification.services import lockouts, queueing, reembedding, replays, reviews, thresholds, waits
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
     and ``checkins_sweep`` queues it later. Only a failing database makes the device retry (503).
     A locked-out device is refused before anything is read or stored (429, issue 9, item 5).
 
-    A known person without access to this device's door now (``services/access.py``) is refused here,
-    in the request, before any face work: the row is stored with its snapshot and decided 0
-    (``not_authorized_here`` / ``outside_schedule``) with its audit entry, and nothing is queued.
+    At a device under access rules (``services/access.py``), a claim refused without a face (unknown or
+    inactive ID, no right at this door, not now) is decided here, in the request, before any face work:
+    the row is stored with its snapshot and decided 0 with its audit entry, and nothing is queued.
     """
     locked = lockouts.lockout_active(scope=lockouts.Scope.DEVICE, key=str(device.pk))
     if locked is not None:
@@ -75,7 +75,7 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
     try:
         with transaction.atomic():
             checkin.person = selectors.person_by_external_id(external_id=external_id)
-            refusal, access_ms = _access_refusal(checkin, at=received)
+            refusal, access_ms = _refusal_in_request(checkin, at=received)
             if refusal is not None:  # decided below, never queued
                 checkin.status, checkin.queued_at, checkin.started_at = CheckIn.Status.PROCESSING, None, received
             # The suffix comes from the decoded format, never from the device's file name.
@@ -99,14 +99,11 @@ def checkin_submit(*, device: Device, person_external_id: str, snapshot_file: IO
     return checkin
 
 
-def _access_refusal(checkin: CheckIn, *, at: datetime) -> tuple[AccessVerdict | None, float]:
-    """(the access rule's refusal of a known claimed person at this device's door or None, its ms). An
-    unknown ID goes the usual way, to ``unknown_person``."""
-    if checkin.person is None:
-        return None, 0.0
+def _refusal_in_request(checkin: CheckIn, *, at: datetime) -> tuple[AccessVerdict | None, float]:
+    """(the refusal ``checkin_submit`` decides itself, or None: the worker's turn; the ms it took)."""
     started = time.perf_counter()
-    verdict = access_check(person=checkin.person, device=checkin.device, at=at)
-    return (None if verdict.allowed else verdict), _ms_since(started)
+    verdict = refusal_before_face_work(person=checkin.person, device=checkin.device, at=at)
+    return verdict, _ms_since(started)
 
 
 def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None:
