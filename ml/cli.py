@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     band.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR", help=f"LFW root (default: ${_LFW_ENV})")
     band.add_argument("--cache", metavar="FILE", help="crop cache from training (skips re-detection)")
     band.add_argument("--review-far", type=float, default=None, help="impostor share allowed to reach a guard (default 0.01)")
+    band.add_argument("--test", action="store_true",
+                      help="also report the band on the test folds' people (9+10; chooses nothing)")
     band.add_argument("--write", action="store_true", help="store the block in the model's manifest.json")
     _model_arg(band)
 
@@ -202,7 +204,8 @@ def _cmd_review_band(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     try:
         block = review_band_for_model(model, args.lfw, cache_path=args.cache,
-                                      review_far=REVIEW_FAR if args.review_far is None else args.review_far)
+                                      review_far=REVIEW_FAR if args.review_far is None else args.review_far,
+                                      test=args.test)
     except ValueError as exc:
         raise SystemExit(f"review-band: {exc}") from exc
     print(json.dumps(block, indent=2))

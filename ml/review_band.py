@@ -84,6 +84,47 @@ def choose_review_band(
     }
 
 
+def band_rates(
+    embeddings: np.ndarray, people: np.ndarray, scorer: ProbeScorer, *, admit_thresholds: dict[str, float],
+    review_thresholds: dict[str, float], draws: int = ENROLMENT_DRAWS, seed: int = 0, resamples: int = 200,
+) -> dict[str, Any]:
+    """Fixed band edges measured on other people (the test folds): per k, FAR / FRR at the review edge with
+    95 % intervals and the band's shares, on mean-rule trials drawn as ``ml.operating_point.expected_rates``."""
+    out: dict[str, Any] = {}
+    for key in sorted(review_thresholds, key=int):
+        enrolments = draw_enrolments(people, int(key), draws=draws, seed=seed + 101)
+        if not enrolments or not enrolments[0].references:
+            continue
+        trials = reference_trials(embeddings, people, scorer, enrolments)
+        lower, admit = float(review_thresholds[key]), float(admit_thresholds[key])
+        out[key] = {
+            **rates_with_ci(trials, lower, resamples=resamples, seed=seed),
+            "admit_threshold": admit,
+            "genuine_to_review": _share_between(trials.genuine, lower, admit),
+            "impostor_to_review": _share_between(trials.impostor, lower, admit),
+            "enrolled_people": len(enrolments[0].references),
+        }
+    return out
+
+
+def test_folds(lfw_dir: str | os.PathLike[str], *, cache_path: str | os.PathLike[str] | None = None,
+               per_person: int = 20) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The test people's images (LFW View 2 folds 9+10), at most ``per_person`` each, as ``ml.evaluate``'s
+    large-sample report picks them: paths, person names, aligned crops."""
+    from ml.evaluate import _pair_crops
+    from ml.lfw import person_of, read_protocol
+    from ml.robustness import sample_images
+
+    protocol = read_protocol(lfw_dir)
+    test_people = {name for pair in protocol.test_pairs for name in pair.people}
+    root = Path(lfw_dir) / "images"
+    by_person = {person: sorted(f"{person}/{p.name}" for p in (root / person).glob("*.jpg"))
+                 for person in sorted(test_people)}
+    paths = sample_images(by_person, per_person=per_person, seed=0)
+    crops, _ = _pair_crops(lfw_dir, paths, cache_path)
+    return paths, np.asarray([person_of(p) for p in paths]), crops
+
+
 def _share_between(scores: np.ndarray, lower: float, upper: float) -> float:
     scores = np.asarray(scores)
     return float(((scores >= lower) & (scores < upper)).mean()) if len(scores) else float("nan")
@@ -116,9 +157,11 @@ def calibration_fold(lfw_dir: str | os.PathLike[str], *, cache_path: str | os.Pa
     return paths, np.asarray([person_of(p) for p in paths]), crops
 
 
-def review_band_for_model(model: Any, lfw_dir: str | os.PathLike[str], *, cache_path: str | os.PathLike[str] | None = None,
-                          review_far: float = REVIEW_FAR, resamples: int = 200) -> dict[str, Any]:
-    """The manifest's ``review_band`` block for a loaded ``ml.inference.FaceModel``.
+def review_band_for_model(model: Any, lfw_dir: str | os.PathLike[str], *,
+                          cache_path: str | os.PathLike[str] | None = None, review_far: float = REVIEW_FAR,
+                          resamples: int = 200, test: bool = False) -> dict[str, Any]:
+    """The manifest's ``review_band`` block for a loaded ``ml.inference.FaceModel``; with ``test``, also the
+    band measured on the test folds' people (``test_folds``: reported, never used to choose anything).
 
     Raises ``ValueError`` when the admit thresholds re-derived on the calibration trials differ from the
     manifest's by more than ``REPRODUCE_TOLERANCE`` (other crops, another fold: the band would not sit
@@ -133,7 +176,8 @@ def review_band_for_model(model: Any, lfw_dir: str | os.PathLike[str], *, cache_
     log.info("review band: %d calibration images of %d people (fold 8)", len(paths), len(np.unique(people)))
     embeddings = model.embed(crops)
     band = choose_review_band(embeddings, people, model.scorer, admit_thresholds=admit, review_far=review_far,
-                              target_far=operating.get("target_far"), seed=seed, resamples=resamples)
+                              target_far=operating.get("target_far"), draws=ENROLMENT_DRAWS, seed=seed,
+                              resamples=resamples)
     for key, row in band["per_references"].items():
         rederived = row.get("admit_threshold_rederived")
         if rederived is not None and abs(rederived - row["admit_threshold"]) > REPRODUCE_TOLERANCE:
@@ -143,14 +187,31 @@ def review_band_for_model(model: Any, lfw_dir: str | os.PathLike[str], *, cache_
         log.info("k=%s review threshold %.4f (admit %.4f): FAR %.5f %s, FRR %.4f %s, to review: genuine %.3f, "
                  "impostor %.5f", key, row["threshold"], row["admit_threshold"], row["far"], row["far_ci95"],
                  row["frr"], row["frr_ci95"], row["genuine_to_review"], row["impostor_to_review"])
+    chosen = {key: row["threshold"] for key, row in band["per_references"].items()}
+    test_block: dict[str, Any] = {}
+    if test:
+        test_paths, test_people, test_crops = test_folds(lfw_dir, cache_path=cache_path)
+        test_block = {"test_folds": {
+            "measured_on": f"LFW View 2 folds 9+10 (test): {len(test_paths)} images of {len(np.unique(test_people))} "
+                           "people, at most 20 each; enrolments drawn as ml.operating_point.expected_rates",
+            "per_references": band_rates(model.embed(test_crops), test_people, model.scorer, admit_thresholds=admit,
+                                         review_thresholds=chosen, draws=ENROLMENT_DRAWS, seed=seed,
+                                         resamples=resamples),
+        }}
+        for key, row in test_block["test_folds"]["per_references"].items():
+            log.info("test folds k=%s review threshold %.4f: FAR %.5f %s, FRR %.4f %s, to review: genuine %.3f",
+                     key, row["threshold"], row["far"], row["far_ci95"], row["frr"], row["frr_ci95"],
+                     row["genuine_to_review"])
     return {
         **band,
-        "thresholds": {key: row["threshold"] for key, row in band["per_references"].items()},
+        "thresholds": chosen,
         "chosen_on": ("LFW View 2 fold 8 (calibrate), the operating point's trials: every image as a probe against "
                       f"every other person enrolled with k random photos ({ENROLMENT_DRAWS} draws, seed {seed}), mean "
                       "rule; 95 % intervals from a people bootstrap"),
         "data_images": len(paths),
-        "command": f"python -m ml review-band --lfw LFW_DIR --review-far {review_far:g} --write",
+        "command": (f"python -m ml review-band --lfw LFW_DIR --review-far {review_far:g}"
+                    f"{' --test' if test else ''} --write"),
+        **test_block,
     }
 
 

@@ -250,3 +250,40 @@ def test_model_info_carries_the_manifests_operating_point_and_tolerates_none(mon
     monkeypatch.setattr(inference, "_model", SimpleNamespace(version="v1", threshold=0.23, manifest={}, thresholds=dict))
     old = inference.model_info()
     assert (old.target_far, old.promised_far, old.thresholds) == (None, (), ())
+
+
+def test_the_site_measures_and_applies_its_review_band_and_check_ins_use_it(site, fake_model, device):
+    """Issue 10, item 1: the review band's lower edge from the site's own impostor scores, at --review-far."""
+    persons, embeddings, people = site
+    _, impostor = numpy_pairs(embeddings, people)
+    out = io.StringIO()
+    call_command("calibrate", "--target-far", "0.01", "--review-far", "0.2", "--resamples", "20", "--apply",
+                 "--operator", "officer", stdout=out, stderr=io.StringIO())
+
+    applied = SiteCalibration.objects.get()
+    admit, lower = applied.thresholds["1"], applied.review_thresholds["1"]
+    # The lowest threshold letting at most 20 % of the site's impostor pairs reach a guard.
+    assert np.sum(impostor >= lower) == int(np.floor(0.2 * len(impostor))) and lower < admit
+    assert applied.review_target_far == 0.2
+    row = applied.figures["1"]["review_proposed"]
+    assert row["far"] == pytest.approx(np.mean(impostor >= lower)) and row["threshold"] == lower
+    assert "review at target" in out.getvalue()
+    entry = AuditEntry.objects.get(kind=AuditEntry.Kind.CALIBRATION)
+    assert entry.detail["review_thresholds"] == {"1": lower} and entry.detail["review_far"] == 0.2
+
+    fake_model.scores = [(admit + lower) / 2]
+    checkin = _checkin(device, persons[0].external_id)
+    assert (checkin.status, checkin.threshold, checkin.review_threshold) == ("review", admit, lower)
+    opened = AuditEntry.objects.get(checkin=checkin, kind=AuditEntry.Kind.REVIEW)
+    assert opened.detail["threshold_source"] == f"site:{applied.pk}"
+
+
+def test_a_site_calibration_without_a_band_keeps_the_models_under_its_thresholds(site, fake_model):
+    fake_model.review_thresholds = ((1, 0.3),)
+    report = calibration.calibration_measure(target_far=0.05, resamples=20)
+    applied = calibration.calibration_apply(report=report, operator="officer")
+    SiteCalibration.objects.filter(pk=applied.pk).update(review_thresholds={}, review_target_far=None)  # pre-band row
+
+    info = thresholds.thresholds_effective(info=inference.model_info())
+    assert info.threshold_source == f"site:{applied.pk}"
+    assert info.review_threshold_for(1) == min(0.3, applied.thresholds["1"])

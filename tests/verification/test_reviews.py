@@ -111,7 +111,8 @@ def test_band_off_is_the_two_band_decision_exactly_as_before(device, enrolled_pe
 def test_a_model_without_a_calibrated_band_decides_in_two_bands(device, enrolled_person, fake_model):
     fake_model.threshold = ADMIT  # no review_thresholds
     checkin = checkin_scoring(0.75, device=device, fake=fake_model)
-    assert (checkin.status, checkin.decision, checkin.reason, checkin.review_threshold) == ("decided", 0, "no_match", None)
+    assert (checkin.status, checkin.decision, checkin.reason) == ("decided", 0, "no_match")
+    assert checkin.review_threshold is None
 
 
 def test_the_review_edge_never_rises_above_the_admit_threshold(device, enrolled_person, band_model):
@@ -449,3 +450,39 @@ def test_the_worker_reads_the_band_from_the_manifest(monkeypatch):
 def test_selectors_list_the_queue_oldest_first(in_review, device, band_model):
     newer = checkin_scoring(0.7, device=device, fake=band_model)
     assert [c.pk for c in selectors.reviews_waiting()] == [in_review.pk, newer.pk]
+
+
+def test_the_calibration_page_shows_both_thresholds_with_the_sites_expected_rates(staff_client):
+    from verification.models import SiteCalibration
+
+    rates = {"threshold": 0.97, "far": 0.001, "frr": 0.4, "far_ci95": [0, 0.01], "frr_ci95": [0.3, 0.5]}
+    calibration = SiteCalibration.objects.create(
+        model_version="fake-1", target_far=0.001, thresholds={"1": 0.97}, review_target_far=0.01,
+        review_thresholds={"1": 0.81}, created_by="officer",
+        figures={"1": {"proposed": rates, "review_proposed": {**rates, "threshold": 0.81, "far": 0.01, "frr": 0.2}}},
+    )
+    page = staff_client.get(reverse("admin:verification_sitecalibration_changelist")).content.decode()
+    assert "k=1: admit 0.970 FAR 0.10% FRR 40.0%; review 0.810 FAR 1.00% FRR 20.0%" in page
+    detail = staff_client.get(reverse("admin:verification_sitecalibration_change", args=[calibration.pk]))
+    assert "review 0.810" in detail.content.decode()
+
+
+@pytest.mark.parametrize("change", ["deactivated", "deleted"])
+def test_a_guard_cannot_admit_a_person_who_lost_admission_while_the_review_waited(in_review, guard, change):
+    person = in_review.person
+    if change == "deactivated":
+        person.is_active = False
+        person.save(update_fields=["is_active"])
+    else:
+        CheckIn.objects.filter(pk=in_review.pk).update(person=None)  # erased or deleted meanwhile
+
+    response = guard.post(decide_url(in_review), {"decision": "admit"}, follow=True)
+
+    in_review.refresh_from_db()
+    reason = "inactive_person" if change == "deactivated" else "unknown_person"
+    assert (in_review.status, in_review.decision, in_review.reason, in_review.reviewed_by) == (
+        "decided", 0, reason, "gate-guard")
+    [decided] = entries(in_review, "decision")
+    assert decided.detail["guard_decision"] == "admit"
+    assert decided.detail["superseded"] == {"guard_decision": "admit", "refused_because": reason}
+    assert "may no longer pass here" in response.content.decode()

@@ -107,7 +107,11 @@ class ReviewQueueAdmin(admin.ModelAdmin):
         guard = request.user.get_username()
         decided = services.checkin_review_decide(checkin_id=checkin_id, decision=DECISIONS[choice], guard=guard)
         checkin = CheckIn.objects.filter(pk=checkin_id).first()
-        if decided:
+        if decided and checkin.decision != DECISIONS[choice]:
+            messages.warning(request, f"Check-in #{checkin_id} ({checkin.claimed_external_id}) refused "
+                                      f"{checkin.reason}: the person may no longer pass here (changed while the "
+                                      "check-in waited), whatever the face shows.")
+        elif decided:
             verb = "admitted" if choice == "admit" else "refused"
             messages.success(request, f"Check-in #{checkin_id} ({checkin.claimed_external_id}) {verb}; the door "
                                       "gets the decision at its next poll.")

@@ -26,6 +26,11 @@ deadline), and the check-in's one ``decision`` entry follows with the guard as i
 ``detail.model_verdict = "review"``, ``detail.guard``, ``detail.guard_decision`` (or, for a timeout,
 actor ``system`` and no guard).
 
+A guard judges the face, not the rules: an admit for a person who was erased, deactivated or lost the
+right to this door while the review waited becomes 0 with that reason (``unknown_person``,
+``inactive_person``, ``not_authorized_here`` / ``outside_schedule``), the guard's choice kept in the
+entry's ``superseded``.
+
 Lockouts (``services/lockouts.py``): a guard's refusal (``guard_refused``) counts toward the claimed
 person's and the device's lockout like ``no_match``: a person looked and said no, the strongest
 refusal there is. A ``review_timeout`` counts toward neither: nobody judged the face, and an unstaffed
@@ -168,8 +173,10 @@ def _review_entry(checkin_id: int) -> AuditEntry | None:
     return AuditEntry.objects.filter(checkin_id=checkin_id, kind=AuditEntry.Kind.REVIEW).order_by("seq").first()
 
 
-def _close(checkin: CheckIn, *, now, decision: int, reason: str, guard: str) -> bool:  # noqa: ANN001 - datetime
-    """End the review of the locked ``checkin``: the conditional UPDATE and the decision entry."""
+def _close(checkin: CheckIn, *, now, decision: int, reason: str, guard: str,  # noqa: ANN001 - datetime
+           guard_decision: int | None = None, extra: dict[str, Any] | None = None) -> bool:
+    """End the review of the locked ``checkin``: the conditional UPDATE and the decision entry.
+    ``guard_decision``: what the guard chose, when a rule overrode it (``extra`` says which)."""
     timings = dict(checkin.timings or {})
     timings["review_ms"] = round((now - checkin.review_started_at).total_seconds() * 1000.0, 3)
     timings["total_ms"] = round((now - checkin.created_at).total_seconds() * 1000.0, 3)
@@ -201,16 +208,36 @@ def _close(checkin: CheckIn, *, now, decision: int, reason: str, guard: str) -> 
             "model_verdict": MODEL_VERDICT_REVIEW,
             "review_threshold": checkin.review_threshold,
             "guard": guard or None,
-            "guard_decision": GUARD_DECISIONS[decision] if guard else None,
+            "guard_decision": (GUARD_DECISIONS[decision if guard_decision is None else guard_decision]
+                               if guard else None),
             "review_seconds": round(timings["review_ms"] / 1000.0, 3),
             "review_entry_seq": opened.seq if opened else None,
             "best_reference_id": checkin.best_reference_id,
             "timings": timings,
         }
         | ({"threshold_source": opened.detail["threshold_source"]}
-           if opened and opened.detail.get("threshold_source") else {}),
+           if opened and opened.detail.get("threshold_source") else {})
+        | (extra or {}),
     )
     return True
+
+
+def _admission_refusal(checkin: CheckIn, *, at) -> tuple[str, dict[str, Any]] | None:  # noqa: ANN001 - datetime
+    """Why a guard's admit cannot stand now, or None: the person was erased or deleted, deactivated or
+    past their validity dates, or lost the right to this door (``services/access.py``) while the review
+    waited. The guard judges the face; these rules are not the guard's to waive."""
+    from verification import selectors
+    from verification.services.access import access_check
+
+    person = checkin.person
+    if person is None:
+        return Reason.UNKNOWN_PERSON, {}
+    if not selectors.person_is_admitted(person=person, at=at):
+        return Reason.INACTIVE_PERSON, {}
+    rights = access_check(person=person, device=checkin.device, at=at)
+    if not rights.allowed:
+        return rights.reason, rights.audit_detail()
+    return None
 
 
 @transaction.atomic
@@ -236,12 +263,17 @@ def checkin_review_decide(*, checkin_id: int, decision: int, guard: str) -> bool
         return False
     # Person first, then device, as every deciding transaction (services/lockouts.py).
     lockouts.lockout_guard(checkin=checkin)
-    reason = "" if decision else Reason.GUARD_REFUSED
-    if not _close(checkin, now=now, decision=decision, reason=reason, guard=guard):
+    chosen, reason, extra = decision, ("" if decision else Reason.GUARD_REFUSED), {}
+    refusal = _admission_refusal(checkin, at=now) if decision == 1 else None
+    if refusal is not None:
+        decision, (reason, extra) = 0, refusal
+        extra = {**extra, "superseded": {"guard_decision": GUARD_DECISIONS[chosen], "refused_because": reason}}
+    if not _close(checkin, now=now, decision=decision, reason=reason, guard=guard, guard_decision=chosen, extra=extra):
         return False
     if decision == 0:
         lockouts.lockout_note_refusal(checkin=checkin, reason=reason, at=now)
-    logger.info("check-in %s %s by guard %s", checkin_id, GUARD_DECISIONS[decision], guard)
+    logger.info("check-in %s %s by guard %s%s", checkin_id, GUARD_DECISIONS[chosen], guard,
+                f" (refused {reason}: {GUARD_DECISIONS[chosen]} superseded)" if refusal else "")
     return True
 
 

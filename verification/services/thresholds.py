@@ -3,8 +3,9 @@
 A site that measured its own people (``manage.py calibrate --apply``, ``services/calibration.py``)
 stores a ``SiteCalibration`` for the model version; from then on check-ins decided by that version
 use its thresholds (and its review band's lower edges, when it measured them). The check-in flow asks
-here once per check-in, and the answer is a ``ModelInfo`` like the model's, with ``threshold_source`` saying where its thresholds came from (``model`` or
-``site:<id>``), which every decision's audit entry records.
+here once per check-in, and the answer is a ``ModelInfo`` like the model's, with ``threshold_source``
+saying where its thresholds came from (``model`` or ``site:<id>``), which every decision's audit entry
+records. ``thresholds_table`` is what the review queue shows: both thresholds with their expected rates.
 """
 from __future__ import annotations
 
