@@ -2,7 +2,8 @@
 windows, members and holidays (issue 11, item 1). The rule that reads them is ``access.py``.
 
 Every change is validated (``full_clean``), saved and audited in one transaction, with the acting user
-as the entry's actor; a save that changes nothing appends nothing. Entries name doors, zones and
+as the entry's actor; a save that changes nothing appends nothing. Rows are locked ``of=("self",)``:
+PostgreSQL refuses FOR UPDATE on the nullable side of an outer join (a device's door, a holiday's group). Entries name doors, zones and
 groups in ``detail``; a person only in the entry's person columns (``access_member_*``), which an
 erasure can blank, never in the hashed ``detail``.
 """
@@ -82,7 +83,7 @@ def zone_delete(*, zone: Zone, operator: str = "") -> None:
 def door_save(*, door: Door, operator: str = "") -> Door:
     """Create or change a door (name, zone, description); audited. Moving a door to another zone changes
     who may pass it: the entry names both zones."""
-    before = Door.objects.select_for_update().select_related("zone").filter(pk=door.pk).first() if door.pk else None
+    before = Door.objects.select_for_update(of=("self",)).select_related("zone").filter(pk=door.pk).first() if door.pk else None
     door.full_clean()
     door.save()
     if before is None:
@@ -102,7 +103,7 @@ def door_delete(*, door: Door, operator: str = "") -> None:
 @transaction.atomic
 def device_door_set(*, device: Device, door: Door | None, operator: str = "") -> bool:
     """Place ``device`` at ``door`` (None: at no door); audited. False if it was already there."""
-    locked = Device.objects.select_for_update().select_related("door").get(pk=device.pk)
+    locked = Device.objects.select_for_update(of=("self",)).select_related("door").get(pk=device.pk)
     if locked.door_id == (door.pk if door else None):
         device.door = door
         return False
@@ -240,7 +241,7 @@ def _holiday_scope(holiday: Holiday) -> str | None:
 @transaction.atomic
 def holiday_save(*, holiday: Holiday, operator: str = "") -> Holiday:
     """Create or change a holiday (site-wide, or one group's); audited."""
-    before = Holiday.objects.select_for_update().select_related("group").filter(pk=holiday.pk).first() if holiday.pk else None
+    before = Holiday.objects.select_for_update(of=("self",)).select_related("group").filter(pk=holiday.pk).first() if holiday.pk else None
     holiday.full_clean()
     holiday.save()
     common = {"holiday_id": holiday.pk, "date": holiday.date.isoformat(), "name": holiday.name, "group": _holiday_scope(holiday)}
