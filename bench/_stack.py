@@ -108,6 +108,20 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def memory_mib(pid: int) -> dict[str, float]:
+    """Resident (RSS), proportional (PSS) and private (USS) memory of ``pid`` in MiB.
+
+    RSS counts every page of TensorFlow's shared libraries (~490 MiB, read-only, shared by every process
+    that maps them); USS is what one more worker process on the same host adds."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        fields[name] = int(rest.split()[0])
+    private = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return {"rss": round(fields["Rss"] / 1024.0, 1), "pss": round(fields["Pss"] / 1024.0, 1),
+            "uss": round(private / 1024.0, 1), "shared": round(fields.get("Shared_Clean", 0) / 1024.0, 1)}
+
+
 def cpu_ticks(pid: int) -> int:
     """User + system CPU time of ``pid`` so far, in clock ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -48,7 +48,7 @@ from _scenario import (
     wait_all_final,
     write_results,
 )
-from _stack import REPO_ROOT, Stack, child_pids, rss_mib
+from _stack import REPO_ROOT, Stack, child_pids, memory_mib, rss_mib
 
 PERSON = "burst-a"
 
@@ -90,9 +90,10 @@ def start_workers(stack: Stack, processes: int, threads: int, hosts: bool) -> No
 
 
 def worker_rss(stack: Stack) -> dict:
-    """Resident memory (MiB) of every worker pool process (the model's home) and of each worker's main process."""
-    pool = [rss_mib(pid) for worker in stack.workers for pid in child_pids(worker.pid)]
-    return {"pool_processes_mib": pool, "pool_max_mib": max(pool) if pool else None,
+    """Memory (MiB) of every worker pool process (the model's home: RSS, PSS, USS) and each worker's main process."""
+    pool = [memory_mib(pid) for worker in stack.workers for pid in child_pids(worker.pid)]
+    return {"pool_processes_mib": pool, "pool_max_mib": max((m["rss"] for m in pool), default=None),
+            "pool_max_uss_mib": max((m["uss"] for m in pool), default=None),
             "main_processes_mib": [rss_mib(worker.pid) for worker in stack.workers]}
 
 
@@ -243,7 +244,7 @@ def main() -> None:
                          f"{run['time_to_decision_ms']['p50']} ms p95 {run['time_to_decision_ms']['p95']} ms")
             print(f"{line}, exactly one decision each: {run['exactly_one_decision']['ok']} "
                   f"({run['exactly_one_decision']['decided']}/{args.n} decided), worker RSS max "
-                  f"{run['worker_rss']['pool_max_mib']} MiB, load {run['load_avg_1m']}", flush=True)
+                  f"{run['worker_rss']['pool_max_mib']} MiB (private {run['worker_rss']['pool_max_uss_mib']} MiB), load {run['load_avg_1m']}", flush=True)
 
     base = results["runs"][0]["decided_per_s"]
     results["throughput_ratio_to_first"] = {r["config"]: round(r["decided_per_s"] / base, 2) for r in results["runs"]}

@@ -59,14 +59,19 @@ def checkin_announce_final(*, checkin_id: int) -> None:
 
 def _publish(checkin_id: int) -> None:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     url = settings.CHECKIN_WAKEUP_URL
     try:
         publisher = _publishers.get(url)
         if publisher is None:
             # redis-py's pool notices a fork and reconnects in the child: one client per process is safe.
+            # One attempt (redis-py retries 3 times with backoff by default): a Redis that is down costs
+            # the worker at most REDIS_TIMEOUT_SECONDS per decision, and the waiters re-read anyway.
             publisher = _publishers[url] = redis.Redis.from_url(
-                url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+                url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                retry=Retry(NoBackoff(), 0),
             )
         publisher.publish(channel(checkin_id), b"final")
     except (redis.RedisError, OSError) as exc:
@@ -116,6 +121,8 @@ class _NotificationsDown(Exception):
 async def _wait_notified(checkin_id: int, until: float, read: Callable) -> bool:
     import redis
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
     # One client per wait: the event loop may differ from one wait to the next (the test client runs
     # each request in a loop of its own), and a subscription needs a connection of its own anyway.
@@ -123,6 +130,7 @@ async def _wait_notified(checkin_id: int, until: float, read: Callable) -> bool:
         settings.CHECKIN_WAKEUP_URL,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=None,  # get_message's own timeout bounds each read
+        retry=Retry(NoBackoff(), 0),  # a dropped connection ends the wait on Redis at once: re-read the row
     )
     pubsub = client.pubsub()
     try:
