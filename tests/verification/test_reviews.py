@@ -486,3 +486,27 @@ def test_a_guard_cannot_admit_a_person_who_lost_admission_while_the_review_waite
     assert decided.detail["guard_decision"] == "admit"
     assert decided.detail["superseded"] == {"guard_decision": "admit", "refused_because": reason}
     assert "may no longer pass here" in response.content.decode()
+
+
+def test_the_queue_never_offers_an_overdue_review_and_ends_it(in_review, device, band_model, guard):
+    fresh = checkin_scoring(0.7, device=device, fake=band_model)
+    overdue(in_review)
+
+    page = guard.get(reverse(QUEUE)).content.decode()
+
+    assert f"review-{in_review.pk}" not in page and f"review-{fresh.pk}" in page
+    in_review.refresh_from_db()
+    assert in_review.reason == "review_timeout"
+
+
+def test_the_sweep_command_for_cron_ends_overdue_reviews(in_review):
+    import io
+
+    from django.core.management import call_command
+
+    overdue(in_review)
+    out = io.StringIO()
+    call_command("sweep_checkins", stdout=out)
+    assert f"1 overdue review(s) refused review_timeout [{in_review.pk}]" in out.getvalue()
+    in_review.refresh_from_db()
+    assert in_review.reason == "review_timeout"

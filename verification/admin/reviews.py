@@ -61,6 +61,9 @@ class ReviewQueueAdmin(admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:  # noqa: ANN001
         if not may_review(request):
             raise PermissionDenied
+        # Overdue reviews end here too (as at the door's poll and in beat's sweep): the queue never offers
+        # a check-in whose door has been, or will be, told review_timeout.
+        services.checkin_reviews_expire()
         now = timezone.now()
         show_snapshots, show_references = may_view_snapshots(request), may_view_reference_photos(request)
         rows = [self._row(checkin, now=now, show_snapshots=show_snapshots, show_references=show_references)
