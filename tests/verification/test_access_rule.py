@@ -6,7 +6,11 @@ Every time here is fixed; nothing sleeps. 2024-01-08 is a Monday; Europe/Berlin'
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date, datetime, time
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -293,3 +297,33 @@ def test_window_model_reads_end_at_or_before_start_as_the_next_day():
     assert AccessWindow(day=MON, start=time(22), end=time(6)).crosses_midnight
     assert AccessWindow(day=MON, start=time(0), end=time(0)).crosses_midnight
     assert not AccessWindow(day=MON, start=time(8), end=time(18)).crosses_midnight
+
+
+# --- The settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TIME_ZONE": "Mars/Olympus_Mons"}, "TIME_ZONE='Mars/Olympus_Mons' is not an IANA time zone"),
+        ({"DEVICE_WITHOUT_DOOR": "sometimes"}, "DEVICE_WITHOUT_DOOR='sometimes' is not one of auto, unrestricted, refused"),
+    ],
+)
+def test_a_misspelt_time_zone_or_door_rule_stops_start_up(env, message):
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "DEBUG": "1",
+            "DATABASE_URL": "sqlite:///:memory:"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=Path(__file__).resolve().parents[2], env={**base, **env},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_site_time_zone_comes_from_the_environment():
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "DEBUG": "1",
+           "DATABASE_URL": "sqlite:///:memory:", "TIME_ZONE": "Europe/Berlin", "DJANGO_SETTINGS_MODULE": "accesscontrol.settings"}
+    code = "import django; django.setup(); from verification.services.access import site_time_zone; print(site_time_zone().key)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "Europe/Berlin", result.stderr
