@@ -16,8 +16,9 @@ review threshold is then None and the flow is the two-band one, exactly as befor
 
 A review nobody answers by its deadline (``REVIEW_TIMEOUT_SECONDS`` after it opened, fixed on the row)
 becomes 0 ``review_timeout`` (:func:`checkin_review_expire`): from beat every
-``REVIEW_SWEEP_INTERVAL_SECONDS`` (:func:`checkin_reviews_expire`), and from the door's own poll
-(:func:`checkin_review_lapse_if_due`), so a site without beat still answers its doors on time. Every
+``REVIEW_SWEEP_INTERVAL_SECONDS`` (:func:`checkin_reviews_expire`, also run by the review queue page and
+``manage.py sweep_checkins``), and from the door's own poll (:func:`checkin_review_lapse_if_due`), so a
+site without beat still answers its doors on time. Every
 path that ends a review is a conditional UPDATE ``WHERE status = 'review'``: a review ends once, by
 whichever comes first; a guard who comes second is told so and changes nothing.
 
