@@ -6,10 +6,11 @@ The worker decodes again with ``ml.decode_image`` under the same pixel limit.
 """
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import IO
+from typing import IO, Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -44,6 +45,13 @@ class ImageInfo:
     def suffix(self) -> str:
         """The stored file's suffix, from the decoded format (``.jpg``, ``.png``, ...)."""
         return FORMAT_SUFFIXES[self.format]
+
+
+def png_bytes(rgb: Any) -> bytes:
+    """An RGB uint8 HxWx3 array (an aligned face crop) as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def content_type_for(name: str) -> str | None:

@@ -169,6 +169,7 @@ MEDIA_FOLDER_PERMISSIONS: dict[str, str] = {
     "references": perm(VIEW_REFERENCE_PHOTOS),
     "faces": perm(VIEW_REFERENCE_PHOTOS),  # aligned crops of reference photos
     "snapshots": perm(VIEW_SNAPSHOTS),
+    "probe_faces": perm(VIEW_SNAPSHOTS),  # the snapshot's aligned face (CheckIn.probe_face)
 }
 
 

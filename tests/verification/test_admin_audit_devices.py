@@ -221,3 +221,45 @@ def test_lockout_list_says_until_when_and_filters_those_in_force(staff_client):
     assert [lockout.key for lockout in response.context["cl"].result_list] == ["B-1"]
     content = response.content.decode()
     assert f"{local(until)}</time> (in 9 min" in content or f"{local(until)}</time> (in 10 min" in content
+
+
+# --- The snapshot's aligned face --------------------------------------------------------------------
+
+
+def test_the_worker_keeps_the_snapshots_aligned_face_for_the_entry_page(staff_client, decided, settings):
+    assert decided.probe_face.name.startswith("probe_faces/") and decided.probe_face.name.endswith(".png")
+    assert (settings.MEDIA_ROOT / decided.probe_face.name).is_file()
+    face_url = reverse("media", kwargs={"path": decided.probe_face.name})
+    content = staff_client.get(entry_url(decided)).content.decode()
+    assert "Aligned face in the snapshot" in content and face_url in content
+
+
+def test_the_snapshots_aligned_face_needs_the_right_to_see_snapshots(django_user_model, decided):
+    face_url = reverse("media", kwargs={"path": decided.probe_face.name})
+    officer = login(django_user_model, "officer", group=roles.SECURITY_OFFICER.name)
+    assert face_url in officer.get(entry_url(decided)).content.decode()
+    assert officer.get(face_url).status_code == 200
+    operator = login(django_user_model, "operator", group=roles.OPERATOR.name)  # references, not snapshots
+    assert operator.get(face_url).status_code == 403
+    auditor = login(django_user_model, "auditor", group=roles.AUDITOR.name)
+    assert face_url not in auditor.get(entry_url(decided)).content.decode()
+
+
+def test_retention_and_the_media_check_treat_the_aligned_face_as_part_of_the_snapshot(decided, settings):
+    path = settings.MEDIA_ROOT / decided.probe_face.name
+    assert services.media_check().orphans == []  # owned by its check-in
+    settings.RETENTION_SNAPSHOT_DAYS = 1
+    services.retention_apply(now=timezone.now() + timedelta(days=2))
+    decided.refresh_from_db()
+    assert not path.exists() and not decided.probe_face and not decided.snapshot
+
+
+def test_a_redelivered_checkin_keeps_one_aligned_face(decided, settings):
+    from verification.services.probe_faces import probe_face_store
+
+    import numpy as np
+
+    assert probe_face_store(checkin_id=decided.pk, crop=np.zeros((100, 100, 3), dtype=np.uint8)) == ""  # decided
+    assert sorted(path.name for path in (settings.MEDIA_ROOT / "probe_faces").iterdir()) == [
+        decided.probe_face.name.split("/")[1]
+    ]

@@ -91,7 +91,20 @@ def test_dashboard_figures_link_to_the_list_they_count(staff_client, seeded_day)
     no_match = next(figure for figure in dashboard.refused if figure.note == "no_match")
     assert staff_client.get(no_match.url).context["cl"].result_count == 2
     reviews = next(figure for figure in dashboard.attention if figure.label == "Reviews waiting")
-    assert staff_client.get(reviews.url).context["cl"].result_count == 1
+    assert reviews.url == reverse("admin:verification_checkinreview_changelist")  # the queue itself
+    assert staff_client.get(reviews.url).status_code == 200
+
+
+def test_reviews_waiting_links_the_checkin_list_for_those_who_do_not_review(django_user_model, seeded_day):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("viewer", password="pw-not-used-123", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_checkin"))
+    client = Client()
+    client.force_login(user)
+    dashboard = client.get(reverse("admin:index")).context["dashboard"]
+    reviews = next(figure for figure in dashboard.attention if figure.label == "Reviews waiting")
+    assert client.get(reviews.url).context["cl"].result_count == 1
 
 
 def test_dashboard_shows_lockouts_in_force_with_their_end(staff_client, door):

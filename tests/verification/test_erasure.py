@@ -38,11 +38,12 @@ def two_people(device, enrolled_person, fake_model, django_capture_on_commit_cal
 def test_erased_person_leaves_no_file_or_embedding_and_the_audit_is_pseudonymised(two_people, settings):
     ada, grace = two_people
     ada_refs = list(ada.references.all())
+    ada_checkins = CheckIn.objects.filter(claimed_external_id="B-1001")
     ada_files = {f.name for r in ada_refs for f in (r.image, r.face_crop)} | {
-        c.snapshot.name for c in CheckIn.objects.filter(claimed_external_id="B-1001")
+        f.name for c in ada_checkins for f in (c.snapshot, c.probe_face)  # the snapshot and its aligned face
     }
     before = media_files(settings.MEDIA_ROOT)
-    assert len(ada_files) == 6 and ada_files <= before
+    assert len(ada_files) == 8 and ada_files <= before
 
     out = io.StringIO()
     call_command("erase_person", "B-1001", "--operator", "dpo@example.org", stdout=out)
@@ -56,7 +57,8 @@ def test_erased_person_leaves_no_file_or_embedding_and_the_audit_is_pseudonymise
     assert checkins.count() == 2
     pseudonym = checkins.first().claimed_external_id
     assert pseudonym.startswith("erased-")
-    assert all(c.claimed_external_id == pseudonym and not c.snapshot and c.snapshot_purged_at for c in checkins)
+    assert all(c.claimed_external_id == pseudonym and not c.snapshot and not c.probe_face and c.snapshot_purged_at
+               for c in checkins)
     assert Lockout.objects.get().key == pseudonym
 
     # Nowhere in the audit log is Ada named any more, but her rows are all still there.
@@ -68,7 +70,7 @@ def test_erased_person_leaves_no_file_or_embedding_and_the_audit_is_pseudonymise
     receipt = AuditEntry.objects.get(kind="erasure")
     assert receipt.person_external_id == pseudonym
     assert receipt.detail == {
-        "person_id": ada.pk, "operator": "dpo@example.org", "references_deleted": 2, "files_deleted": 6,
+        "person_id": ada.pk, "operator": "dpo@example.org", "references_deleted": 2, "files_deleted": 8,
         "checkins_pseudonymised": 2,
         # two decisions and a lockout, her person_created entry and her two reference_added entries
         "audit_entries_pseudonymised": 6,

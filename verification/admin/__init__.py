@@ -3,11 +3,11 @@
 Admin classes hold no rules: every write goes through ``services``. The audit log is read-only for
 everyone, superusers included. Who may do what comes from ``verification.roles``: every action names
 the permission it needs, and biometric images (thumbnails, links) are shown only to users who may view
-that kind of image (issue 9, item 2). ``site`` names the product and the models as people say them;
+that kind of image (issue 9, item 2). ``site`` names the product in the header and leads "View site" home;
 the front page is the dashboard (``dashboard``; issue 11, item 2).
 """
 
-from verification.admin import site  # noqa: F401 (first: model names before any admin class reads them)
+from verification.admin import site  # noqa: F401 (the header, "View site", the dashboard as front page)
 from verification.admin import (  # noqa: F401 (registers)
     access,
     audit_log,

@@ -305,9 +305,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
             cells.append(("Snapshot", f"removed {checkin.snapshot_purged_at:%Y-%m-%d} (retention or erasure)"))
         elif snapshot:
             cells.append(("Snapshot", thumbnail(checkin.snapshot, size=240, alt="snapshot")))
-            probe_face = getattr(checkin, "probe_face", None)
-            if probe_face:
-                cells.append(("Aligned snapshot face", thumbnail(probe_face, size=120, alt="snapshot face")))
+            if checkin.probe_face:
+                cells.append(("Aligned face in the snapshot", thumbnail(checkin.probe_face, size=120, alt="snapshot face")))
         if reference and checkin.best_reference is not None:
             cells.append(("Best reference", thumbnail(checkin.best_reference.image, size=240, alt="reference")))
             cells.append(("Aligned reference face", thumbnail(checkin.best_reference.face_crop, size=120, alt="face")))

@@ -66,7 +66,8 @@ def dashboard_for(request: HttpRequest, *, at: datetime | None = None) -> Dashbo
     if _may(request, "view_checkin"):
         since, until = selectors.local_day(at=now)
         day_label = f"since {local_timestamp(since)}"
-        parts |= _checkin_parts(selectors.checkins_summary(since=since, until=until), since, now)
+        parts |= _checkin_parts(selectors.checkins_summary(since=since, until=until), since, now,
+                                may_review=_may(request, roles.REVIEW_CHECKINS))
     attention = parts.pop("attention", [])
     if _may(request, "view_person"):
         pending = selectors.references_pending_count()
@@ -90,7 +91,9 @@ def dashboard_for(request: HttpRequest, *, at: datetime | None = None) -> Dashbo
     )
 
 
-def _checkin_parts(summary: selectors.CheckinSummary, since: datetime, now: datetime) -> dict[str, list[Figure]]:
+def _checkin_parts(
+    summary: selectors.CheckinSummary, since: datetime, now: datetime, *, may_review: bool
+) -> dict[str, list[Figure]]:
     local = timezone.localtime(since)
     day = {"created_at__year": local.year, "created_at__month": local.month, "created_at__day": local.day}
     checkins = "admin:verification_checkin_changelist"
@@ -111,8 +114,11 @@ def _checkin_parts(summary: selectors.CheckinSummary, since: datetime, now: date
         for reason, rows in summary.refused.items()
     ]
     queue = selectors.checkins_review_queue()
+    # Guards and security officers go to the review queue itself (admin/reviews.py); others to the list.
+    review_url = (_url("admin:verification_checkinreview_changelist") if may_review
+                  else _url(checkins, status__exact=CheckIn.Status.REVIEW))
     attention = [Figure(
-        "Reviews waiting", queue.waiting, _url(checkins, status__exact=CheckIn.Status.REVIEW),
+        "Reviews waiting", queue.waiting, review_url,
         tone="warn" if queue.waiting else "good",
         note=f"oldest waiting {duration_text((now - queue.oldest_started_at).total_seconds())}"
         if queue.oldest_started_at else "",

@@ -30,6 +30,11 @@ def snapshot_upload_to(instance: models.Model, filename: str) -> str:
     return _random_name("snapshots", filename)
 
 
+def probe_face_upload_to(instance: models.Model, filename: str) -> str:
+    # The snapshot's aligned face: a folder of its own, seen with the right to see snapshots (roles.py).
+    return _random_name("probe_faces", filename)
+
+
 class TimeStamped(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

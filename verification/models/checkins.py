@@ -8,6 +8,7 @@ from django.db.models import Q
 from verification import roles
 from verification.models.base import (
     TimeStamped,
+    probe_face_upload_to,
     snapshot_upload_to,
 )
 from verification.models.devices import Device
@@ -50,6 +51,9 @@ class CheckIn(TimeStamped):
     person = models.ForeignKey(Person, on_delete=models.SET_NULL, null=True, blank=True, related_name="checkins")
     snapshot = models.ImageField(upload_to=snapshot_upload_to, blank=True)
     snapshot_purged_at = models.DateTimeField(null=True, blank=True, help_text="When retention removed the file.")
+    # The face the worker found in the snapshot, aligned as the model saw it (PNG), for the audit entry's page
+    # beside the references (issue 11, item 2). Derived from the snapshot: purged and erased with it.
+    probe_face = models.ImageField(upload_to=probe_face_upload_to, blank=True, editable=False)
     # SHA-256 of the snapshot's bytes: the same bytes twice are a replay (issue 9, item 7). Kept when the
     # file is purged, so a replay is recognised for as long as the row exists.
     snapshot_sha256 = models.CharField(max_length=64, blank=True, default="", editable=False)
@@ -84,6 +88,8 @@ class CheckIn(TimeStamped):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "check-in"
+        verbose_name_plural = "check-ins"
         permissions = roles.model_permissions("checkin")
         indexes = [
             # sweep_checkins: "pending/processing rows older than T".

@@ -25,6 +25,7 @@ class Person(TimeStamped):
 
     class Meta:
         ordering = ["name"]
+        verbose_name_plural = "people"
         permissions = roles.model_permissions("person")
         constraints = [
             models.CheckConstraint(
@@ -88,6 +89,7 @@ class ReferenceImage(TimeStamped):
 
     class Meta:
         ordering = ["created_at"]
+        verbose_name = "reference photo"
         permissions = roles.model_permissions("referenceimage")
         indexes = [
             # checkin_process: "ready references of person X" on every check-in.

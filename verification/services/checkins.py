@@ -22,7 +22,7 @@ from verification.formatting import duration_text, local_timestamp
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
 from verification.services.access import AccessVerdict, access_check, refusal_before_face_work
-from verification.services import lockouts, queueing, reembedding, replays, reviews, thresholds, waits
+from verification.services import lockouts, probe_faces, queueing, reembedding, replays, reviews, thresholds, waits
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,7 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
         timings.update(rejected.timings)
         return _decide_zero(checkin_id, rejected.reason, person, timings, started, verdict)
     timings.update(face.timings)
+    probe_faces.probe_face_store(checkin_id=checkin_id, crop=face.crop)  # shown on the audit entry's page
     probe = replays.embedding_bytes(face.embedding)
     # A near-duplicate of a recent probe of the same claimed person: a copy, not a camera frame.
     replay = replays.replay_of_probe(checkin=checkin, embedding=face.embedding, model_version=info.version)

@@ -1,7 +1,6 @@
 """Enrolment: people and their reference photos (embedded by a worker). Devices: ``devices.py``."""
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from django.utils import timezone
 from verification import quality, selectors
 from verification.audit import audit_append
 from verification.errors import InvalidImage
-from verification.images import validate_image
+from verification.images import png_bytes, validate_image
 from verification.models import AuditEntry, Person, ReferenceImage
 from verification.services import queueing
 
@@ -214,7 +213,7 @@ def reference_embed(*, reference_id: int) -> ReferenceImage | None:
 
     previous_crop = reference.face_crop.name
     crop_name = reference.face_crop.field.generate_filename(reference, "face.png")
-    stored_name = reference.face_crop.storage.save(crop_name, ContentFile(_png_bytes(face.crop)))
+    stored_name = reference.face_crop.storage.save(crop_name, ContentFile(png_bytes(face.crop)))
     embedding = face.embedding.astype("<f4")
     updated = _reference_finish(
         reference_id,
@@ -333,11 +332,4 @@ def _reference_finish(reference_id: int, claim: Q, *, status: str, reason: str =
     )
     return ReferenceImage.objects.filter(pk=reference_id).first()
 
-
-def _png_bytes(rgb: Any) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
 

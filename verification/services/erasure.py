@@ -21,6 +21,7 @@ from django.utils import timezone
 from verification.audit import audit_append, audit_pseudonymise
 from verification.models import AuditEntry, CheckIn, Lockout, LockoutSubject, Person
 from verification.services.enrolment import reference_remove
+from verification.services.probe_faces import probe_face_delete
 
 PSEUDONYM_PREFIX = "erased-"
 
@@ -40,11 +41,13 @@ def person_erase(*, person: Person, operator: str) -> AuditEntry:
 
     checkins = CheckIn.objects.filter(Q(person_id=person_id) | Q(claimed_external_id=external_id))
     checkin_ids = list(checkins.values_list("pk", flat=True))
-    for checkin in CheckIn.objects.filter(pk__in=checkin_ids).exclude(snapshot=""):
-        checkin.snapshot.storage.delete(checkin.snapshot.name)
-        files_deleted += 1
+    for checkin in CheckIn.objects.filter(pk__in=checkin_ids).exclude(snapshot="", probe_face=""):
+        if checkin.snapshot:
+            checkin.snapshot.storage.delete(checkin.snapshot.name)
+            files_deleted += 1
+        files_deleted += probe_face_delete(checkin=checkin)  # the snapshot's aligned face
     CheckIn.objects.filter(pk__in=checkin_ids).update(
-        claimed_external_id=pseudonym, person=None, snapshot="", snapshot_purged_at=now, updated_at=now,
+        claimed_external_id=pseudonym, person=None, snapshot="", probe_face="", snapshot_purged_at=now, updated_at=now,
         probe_embedding=None,  # derived from the snapshot (issue 9, item 7)
     )
     # The lock row of the claimed ID (issue 9, item 5) holds nothing else: it goes.

@@ -3,7 +3,8 @@
 A snapshot is deleted only when the database write after it fails; a reference photo survives an admin
 rollback; a crash between a file and its row leaves one without the other. ``media_check`` lists every
 file under the owned folders (``snapshots/``: ``CheckIn.snapshot``; ``references/``:
-``ReferenceImage.image``; ``faces/``: ``ReferenceImage.face_crop``) and reports:
+``ReferenceImage.image``; ``faces/``: ``ReferenceImage.face_crop``; ``probe_faces/``: ``CheckIn.probe_face``)
+and reports:
 
 - orphans: files no row points at (biometric data nobody can see, erase or retain);
 - missing: rows whose file is gone (a check-in that cannot be reviewed, a reference that cannot be
@@ -33,6 +34,7 @@ OWNED_FOLDERS = {
     "snapshots": (CheckIn, "snapshot"),
     "references": (ReferenceImage, "image"),
     "faces": (ReferenceImage, "face_crop"),
+    "probe_faces": (CheckIn, "probe_face"),
 }
 
 

@@ -1,7 +1,8 @@
 """Retention: biometric files are kept no longer than the settings say.
 
-- Check-in snapshots older than ``RETENTION_SNAPSHOT_DAYS``: the file is deleted, the check-in row stays
-  (it is the record of the decision) with ``snapshot_purged_at`` set; audit rows are never touched.
+- Check-in snapshots older than ``RETENTION_SNAPSHOT_DAYS``: the file (and the aligned face the worker
+  cut from it, ``probe_face``) is deleted, the check-in row stays (it is the record of the decision) with
+  ``snapshot_purged_at`` set; audit rows are never touched.
 - Rejected enrolment photos older than ``RETENTION_REJECTED_REFERENCE_DAYS``: photo and row deleted
   (they were never usable for verification).
 
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from verification.models import CheckIn, ReferenceImage
 from verification.services.enrolment import reference_delete
+from verification.services.probe_faces import probe_face_delete
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +47,14 @@ def retention_apply(*, now: datetime | None = None) -> RetentionReport:
     now = now or timezone.now()
     report = RetentionReport()
     snapshot_cutoff = now - timedelta(days=settings.RETENTION_SNAPSHOT_DAYS)
-    expired = CheckIn.objects.filter(created_at__lt=snapshot_cutoff).exclude(snapshot="")
-    for checkin in expired.only("pk", "snapshot").iterator(chunk_size=500):
-        checkin.snapshot.storage.delete(checkin.snapshot.name)
+    expired = CheckIn.objects.filter(created_at__lt=snapshot_cutoff).exclude(snapshot="", probe_face="")
+    for checkin in expired.only("pk", "snapshot", "probe_face").iterator(chunk_size=500):
+        if checkin.snapshot:
+            checkin.snapshot.storage.delete(checkin.snapshot.name)
+        probe_face_delete(checkin=checkin)
         CheckIn.objects.filter(pk=checkin.pk).update(
-            snapshot="", snapshot_purged_at=now, updated_at=now, probe_embedding=None  # derived from the snapshot
+            snapshot="", probe_face="", snapshot_purged_at=now, updated_at=now,
+            probe_embedding=None,  # derived from the snapshot, as probe_face is
         )
         report.snapshot_checkin_ids.append(checkin.pk)
 
