@@ -421,3 +421,16 @@ def people_with_lockout_until(queryset: QuerySet[Person], *, at: datetime | None
         scope=Lockout.Scope.PERSON, key=OuterRef("external_id"), unlocked_at__isnull=True, locked_until__gt=at
     ).order_by("-locked_until")
     return queryset.annotate(lockout_until=Subquery(in_force.values("locked_until")[:1]))
+
+
+def checkin_lockout(*, checkin: CheckIn) -> Lockout | None:
+    """The lockout that refused a ``locked_out`` check-in: of its claimed person or its device, in force when
+    it was decided (the one ending last, should both be). None if it cannot be found (erased since)."""
+    at = checkin.decided_at or checkin.created_at
+    in_force = (
+        Q(created_at__lte=at, locked_until__gt=at)
+        & (Q(unlocked_at__isnull=True) | Q(unlocked_at__gt=at))
+        & (Q(scope=Lockout.Scope.PERSON, key=checkin.claimed_external_id)
+           | Q(scope=Lockout.Scope.DEVICE, key=str(checkin.device_id)))
+    )
+    return Lockout.objects.filter(in_force).order_by("-locked_until", "-pk").first()

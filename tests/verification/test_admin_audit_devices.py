@@ -263,3 +263,23 @@ def test_a_redelivered_checkin_keeps_one_aligned_face(decided, settings):
     assert sorted(path.name for path in (settings.MEDIA_ROOT / "probe_faces").iterdir()) == [
         decided.probe_face.name.split("/")[1]
     ]
+
+
+def test_integrators_are_told_until_when_a_locked_out_person_is_refused(device, device_client, enrolled_person,
+                                                                        fake_model, settings):
+    settings.CHECKIN_RESPONSE_DETAIL = "full"
+    until = timezone.now() + timedelta(minutes=10)
+    Lockout.objects.create(scope=Lockout.Scope.PERSON, key="B-1001", label="B-1001", failures=5, locked_until=until)
+    checkin = services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
+    services.checkin_process(checkin_id=checkin.pk)
+    body = device_client.get(reverse("api-checkin-detail", kwargs={"pk": checkin.pk})).json()
+    assert body["reason"] == "locked_out"
+    assert body["locked_until"] is not None
+    from django.utils.dateparse import parse_datetime
+
+    assert parse_datetime(body["locked_until"]) == until
+    fake_model.scores = [0.9]
+    admitted = services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
+    Lockout.objects.update(unlocked_at=timezone.now(), unlocked_by="officer")
+    services.checkin_process(checkin_id=admitted.pk)
+    assert device_client.get(reverse("api-checkin-detail", kwargs={"pk": admitted.pk})).json()["locked_until"] is None

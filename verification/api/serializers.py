@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
@@ -59,12 +62,16 @@ class CheckInDetailSerializer(CheckInSerializer):
     person = serializers.CharField(source="claimed_external_id", help_text="Claimed person's external ID.")
     device = serializers.CharField(source="device.name")
     reason = serializers.CharField(help_text="The exact reason of a 0 (see the 200 description); empty otherwise.")
+    locked_until = serializers.SerializerMethodField(
+        help_text="For a `locked_out` refusal: when the lockout that refused it ends (or ended, if unlocked "
+        "early); null otherwise."
+    )
 
     class Meta:
         model = CheckIn
         fields = [
             "id", "url", "status", "decision", "score", "threshold", "review_threshold", "reason", "model_version",
-            "person", "device", "created_at", "decided_at", "timings",
+            "person", "device", "created_at", "decided_at", "timings", "locked_until",
         ]
         read_only_fields = fields
         extra_kwargs = {
@@ -75,6 +82,13 @@ class CheckInDetailSerializer(CheckInSerializer):
                                               "and `threshold` a guard decides."},
             "status": {"help_text": STATUS_HELP},
         }
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_locked_until(self, obj: CheckIn) -> datetime | None:
+        if obj.reason != CheckIn.Reason.LOCKED_OUT:
+            return None
+        lockout = selectors.checkin_lockout(checkin=obj)
+        return lockout.ends_at() if lockout is not None else None
 
 
 def checkin_response_serializer() -> type[CheckInSerializer]:
