@@ -1,14 +1,17 @@
 """Static checks of the deployment files: no Docker engine runs here, so nothing is built or started.
 
 What this proves: docker-compose.yml has the services, healthchecks, start order and named volumes
-the README promises; web and worker share one image; bin/demo runs the same commands (the integration
-harness reads them from this very file, tests/integration/harness.py:compose_command); the Dockerfile
-installs the project as the README does and drops root.
+the README promises; web (with beat and migrate) and worker run two targets of one Dockerfile, the web
+one without TensorFlow or OpenCV; bin/demo runs the same commands (the integration harness reads them
+from this very file, tests/integration/harness.py:compose_command); the Dockerfile installs the project
+as the README does and drops root. bin/test-deploy builds and starts it all for real.
 """
 from __future__ import annotations
 
 import json
 import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -68,10 +71,18 @@ def test_migrations_run_once_per_start_against_a_healthy_database(services: dict
     assert migrate["restart"] == "no", "a one-shot job must not be restarted after it succeeds"
 
 
-def test_web_worker_beat_and_migrate_share_one_image_and_one_environment(services: dict) -> None:
+def test_web_beat_and_migrate_run_the_web_image_and_the_worker_its_own(services: dict) -> None:
+    for name in ("web", "beat", "migrate"):
+        assert services[name]["image"] == "accesscontrol-web:latest"
+        assert services[name]["build"] == {"context": ".", "target": "web"}
+    assert services["worker"]["image"] == "accesscontrol-worker:latest"
+    assert services["worker"]["build"] == {"context": ".", "target": "worker"}
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    assert {"web", "worker"} <= set(stages)
+
+
+def test_web_worker_beat_and_migrate_share_one_environment(services: dict) -> None:
     app_services = [services[name] for name in ("web", "worker", "beat", "migrate")]
-    assert {service["image"] for service in app_services} == {"accesscontrol:latest"}
-    assert {service["build"] for service in app_services} == {"."}
     environments = [service["environment"] for service in app_services]
     assert all(environment == environments[0] for environment in environments[:3])
     # migrate alone connects as the database owner (issue 9, item 9); everything else is the same.
@@ -155,11 +166,60 @@ def test_demo_runs_the_same_worker_and_web_commands(services: dict) -> None:
 
 def test_dockerfile_uses_slim_python_installs_like_the_readme_and_drops_root() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
+    # The oldest supported Python (pyproject.toml's requires-python), the one CI always tests.
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim\b", dockerfile, re.MULTILINE)
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS base$", dockerfile, re.MULTILINE)
+    assert ">=3.11," in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     assert "pip install --no-deps -e ." in dockerfile
     assert "pyproject.toml" in dockerfile, "dependencies come from pyproject.toml, not a second list"
-    users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
-    assert users and users[-1] not in {"root", "0"}
+    # Each final image drops root.
+    for stage in re.split(r"^FROM ", dockerfile, flags=re.MULTILINE)[1:]:
+        if re.match(r"\S+ AS (web|worker)\n", stage):
+            users = re.findall(r"^USER (\S+)", stage, re.MULTILINE)
+            assert users and users[-1] not in {"root", "0"}, stage.splitlines()[0]
+
+
+def _image_requirements(group: str) -> list[str]:
+    sys.path.insert(0, str(REPO / "deploy"))
+    try:
+        from image_requirements import image_requirements
+    finally:
+        sys.path.pop(0)
+    return image_requirements(group)
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.match(r"[A-Za-z0-9._-]+", line).group(0).lower() for line in requirements}
+
+
+TRAINING_ONLY = {"tqdm", "matplotlib", "dlib-bin", "face-recognition-models", "face_recognition_models"}
+
+
+def test_web_image_installs_no_tensorflow_opencv_or_training_packages() -> None:
+    web = _names(_image_requirements("web"))
+    assert {"django", "djangorestframework", "celery[redis]", "gunicorn", "pillow"} <= web | {"celery[redis]"}
+    assert not {name for name in web if name.startswith(("tensorflow", "opencv", "mtcnn", "keras"))}, web
+    assert not web & TRAINING_ONLY
+
+
+def test_worker_image_adds_tensorflow_cpu_and_headless_opencv_of_the_pinned_releases() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pinned = {line.split("==")[0]: line.split("==")[1] for line in project["optional-dependencies"]["worker"]}
+    worker = _image_requirements("worker")
+    assert f"tensorflow-cpu=={pinned['tensorflow']}" in worker
+    assert f"opencv-python-headless=={pinned['opencv-python']}" in worker
+    assert "mtcnn" in _names(worker)
+    assert not _names(worker) & TRAINING_ONLY
+    assert not {"tensorflow", "opencv-python"} & _names(worker), "the GPU/GUI builds would be installed too"
+
+
+def test_dev_install_is_complete_and_training_packages_are_an_extra() -> None:
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "accesscontrol[worker]" in extras["dev"] and "accesscontrol[worker]" in extras["train"]
+    assert {"tqdm", "matplotlib"} <= _names(extras["train"]) and {"tqdm", "matplotlib"} <= _names(extras["dev"])
+    assert "dlib-bin" in _names(extras["train"])
+    base = _names(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    assert not base & (TRAINING_ONLY | {"tensorflow", "opencv-python", "mtcnn"})
 
 
 def test_dockerfile_default_command_is_the_compose_web_command(services: dict) -> None:
@@ -169,9 +229,11 @@ def test_dockerfile_default_command_is_the_compose_web_command(services: dict) -
     assert json.loads(cmd.group(1)) == _command(services["web"])
 
 
-def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
+def test_dockerignore_keeps_local_state_and_secrets_out_of_the_image() -> None:
     ignored = (REPO / ".dockerignore").read_text().split()
-    assert {".git", ".venv", "db.sqlite3", "media/"} <= set(ignored)
+    assert {".git", ".venv", ".venv-*", "db.sqlite3", "media/", ".env", ".env.*", "deploy/caddy/"} <= set(ignored)
+    # What the build does copy: the requirements script, and setup_demo's faces (package data).
+    assert not {"deploy/", "deploy", "verification/demo/"} & set(ignored)
 
 
 def test_readme_documents_every_setting_the_settings_module_reads() -> None:
@@ -221,4 +283,5 @@ def test_worker_healthcheck_pings_its_own_node_only(services: dict) -> None:
     probe = " ".join(services["worker"]["healthcheck"]["test"])
     assert "celery -A accesscontrol inspect ping" in probe
     # $$ in compose is a literal $: the container's own node, not any worker that answers first.
-    assert "--destination celery@$$HOSTNAME" in probe
+    # $$(hostname), not $$HOSTNAME: podman's `exec` (where healthchecks run) does not set HOSTNAME.
+    assert "--destination celery@$$(hostname)" in probe

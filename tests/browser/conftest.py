@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.handlers.wsgi import WSGIHandler
+from django.test.testcases import _MediaFilesHandler
 
 from verification import roles
 
@@ -107,8 +108,13 @@ def server_paused() -> Callable[[], contextlib.AbstractContextManager]:
 
 
 @pytest.fixture
-def site(live_server, transactional_db, settings):  # noqa: ANN001, ANN201
-    """The live site with the roles' groups (a transactional test's flush removes the migration's rows)."""
+def site(live_server, transactional_db, settings, monkeypatch):  # noqa: ANN001, ANN201
+    """The live site with the roles' groups (a transactional test's flush removes the migration's rows).
+
+    Django's test server would serve ``MEDIA_URL`` from ``MEDIA_ROOT`` itself, to anyone; here, as in
+    production, ``/media/`` goes to the app's view, which asks for the image's permission.
+    """
+    monkeypatch.setattr(_MediaFilesHandler, "_should_handle", lambda self, path: False)
     roles.groups_sync(group_model=Group, permission_model=Permission)
     # Personas are made per test: a cheap hash keeps that and each login quick (the hasher is not under test).
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

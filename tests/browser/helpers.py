@@ -57,6 +57,11 @@ def click_and_wait_for_new_page(browser: WebDriver, target: WebElement) -> None:
     wait_until(browser, lambda b: b.execute_script("return document.readyState") == "complete")
 
 
+def image_shown(browser: WebDriver, image: WebElement) -> bool:
+    """The image was fetched and decoded (not a broken-image icon: a 403 or 404 would give one)."""
+    return browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", image)
+
+
 def session_cookie(browser: WebDriver) -> dict[str, str]:
     """The browser's cookies, for fetching a download with the same session."""
     return {cookie["name"]: cookie["value"] for cookie in browser.get_cookies()}

@@ -6,7 +6,15 @@ import requests
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
-from tests.browser.helpers import click_and_wait_for_new_page, element, login, messages, open_page, wait_until
+from tests.browser.helpers import (
+    click_and_wait_for_new_page,
+    element,
+    image_shown,
+    login,
+    messages,
+    open_page,
+    wait_until,
+)
 from tests.conftest import image_bytes
 from verification import roles
 from verification.models import AuditEntry, CheckIn
@@ -94,6 +102,7 @@ def test_a_guard_admits_from_the_review_queue_and_the_door_is_told_at_its_next_p
     answer = door_checks_in(site, token, "B-1001", frame=image_bytes(comment=b"door frame 2"))
     assert (answer["status"], answer["decision"]) == ("review", None)
     assert door_polls(site, token, answer["id"])["status"] == "review"  # "please wait"
+    checkin_reference = enrolled_person.references.get().pk
     make_persona(roles.GUARD, "gate-guard")
     login(browser, site, "gate-guard")
 
@@ -103,8 +112,9 @@ def test_a_guard_admits_from_the_review_queue_and_the_door_is_told_at_its_next_p
     card = element(browser, f"#review-{answer['id']}")
     assert "Ada Lovelace" in card.text and "front-door" in card.text
     assert "0.750" in card.text and "0.875" in card.text and "0.625" in card.text
-    assert card.find_elements(By.CSS_SELECTOR, "img[alt=snapshot]")
-    assert card.find_elements(By.CSS_SELECTOR, "img[alt^=reference]")
+    images = card.find_elements(By.CSS_SELECTOR, "img[alt=snapshot], img[alt^=reference]")
+    assert [image.get_attribute("alt") for image in images][:2] == ["snapshot", f"reference {checkin_reference}"]
+    wait_until(browser, lambda b: all(image_shown(b, image) for image in images), "an image did not load")
 
     wait_until(browser, lambda b: admit(b, answer["id"]), "could not click Admit")
     wait_until(browser, lambda b: any("admitted" in message for message in messages(b)), "no 'admitted' message")

@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.browser.helpers import click_and_wait_for_new_page, element, login, messages, open_page, wait_until
+from tests.browser.helpers import (
+    click_and_wait_for_new_page,
+    element,
+    image_shown,
+    login,
+    messages,
+    open_page,
+    wait_until,
+)
 from tests.conftest import image_bytes
 from verification import roles, services
 from verification.models import AuditEntry, Person, ReferenceImage
@@ -97,7 +105,9 @@ def test_an_operator_enrols_with_several_photos_and_sees_the_face_check_finish_w
     }
     # Ready photos show their aligned face; the rejected one stands out and says why.
     for id_ in ids[:2]:
-        assert rows[id_].find_element(By.CSS_SELECTOR, "td.field-face img").get_attribute("alt") == "aligned face"
+        face = rows[id_].find_element(By.CSS_SELECTOR, "td.field-face img")
+        assert face.get_attribute("alt") == "aligned face"
+        wait_until(browser, lambda b, face=face: image_shown(b, face), "an aligned face did not load")
     rejected = rows[ids[2]]
     assert "va-badge-bad" in rejected.find_element(By.CSS_SELECTOR, ".face-check").get_attribute("class")
     assert rejected.find_element(By.CSS_SELECTOR, "td.field-reason_text").text == "No face found"
