@@ -143,3 +143,56 @@ def test_the_create_view_is_async_and_keeps_its_apiview_for_the_schema():
     assert asyncio.iscoroutinefunction(checkin_create)
     assert checkin_create.cls is CheckInCreateView
     assert checkin_create.csrf_exempt is True
+
+
+def test_under_asgi_no_middleware_holds_a_thread_for_the_request(settings):
+    # A sync-only middleware makes Django run the rest of the chain (a door's wait included) from a thread
+    # that blocks until the response: "Asynchronous handler adapted for middleware ..." in its debug log
+    # (written with DEBUG on).
+    import logging
+
+    from django.core.handlers.asgi import ASGIHandler
+
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("django.request")  # may not propagate to pytest's handler: listen on it
+    handler, level = Collect(level=logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    settings.DEBUG = True
+    try:
+        ASGIHandler()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    assert [m for m in messages if "adapted for middleware" in m] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_asgi_path_serves_probes_and_a_waiting_checkin(device_and_token, enrolled_person, fake_model, settings):
+    # Django's ASGI handler end to end: the async probe middleware, the DRF part in a thread (token,
+    # throttle, submit), then the wait on the event loop, answered 200 with the decision.
+    from django.test import AsyncClient
+
+    settings.CHECKIN_WAKEUP_URL = ""
+    client = AsyncClient()
+    token = {"Authorization": f"Token {device_and_token[1]}"}
+
+    async def requests():
+        health = await client.get("/healthz")
+        unauthenticated = await client.post(URL, {"person": "B-1001"})
+        checkin = await client.post(URL, {"snapshot": upload(), "person": "B-1001", "wait": "5"}, headers=token)
+        return health, unauthenticated, checkin
+
+    health, unauthenticated, response = asyncio.run(requests())
+
+    assert health.status_code == 200
+    assert unauthenticated.status_code == 401
+    assert response.status_code == 200, response.content
+    assert (response.json()["status"], response.json()["decision"]) == ("decided", 1)
+    assert CheckIn.objects.get(pk=response.json()["id"]).status == "decided"

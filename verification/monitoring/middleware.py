@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 
 from verification.monitoring import views
@@ -19,13 +20,30 @@ PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": views.he
 
 
 class ProbeMiddleware:
+    # Both modes: under ASGI a sync-only middleware would make Django run every request through a thread
+    # that blocks until the response, a waiting door's wait included (``verification/api/views.py``).
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if iscoroutinefunction(self):
+            return self._acall(request)
         probe = PROBES.get(request.path_info)
         if probe is None:
             return self.get_response(request)
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
         return probe(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        probe = PROBES.get(request.path_info)
+        if probe is None:
+            return await self.get_response(request)
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD"])
+        return await sync_to_async(probe)(request)
