@@ -48,7 +48,7 @@ from _scenario import (
     wait_all_final,
     write_results,
 )
-from _stack import REPO_ROOT, Stack, child_pids, memory_mib, rss_mib
+from _stack import REPO_ROOT, Stack, child_pids, cpu_ticks, memory_mib, rss_mib
 
 PERSON = "burst-a"
 
@@ -87,6 +87,21 @@ def start_workers(stack: Stack, processes: int, threads: int, hosts: bool) -> No
         mine = cpus[(index * share) % len(cpus):][:share] or cpus[:share]
         stack.start_worker(concurrency=1, tf_threads=threads or None, label=f"host{index}",
                            cpus=",".join(str(c) for c in mine))
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, int]:
+    """CPU ticks used so far by the web processes and by the worker pool processes (the model's work).
+
+    CPU time, unlike wall time, barely depends on what else the machine runs: divided by the check-ins it
+    says what one check-in costs each tier, and 1000 / worker ms = decisions/s one worker core can make."""
+    web = [stack.web.pid, *child_pids(stack.web.pid)]
+    workers = [pid for worker in stack.workers for pid in (worker.pid, *child_pids(worker.pid))]
+    return {"web": sum(cpu_ticks(pid) for pid in web), "workers": sum(cpu_ticks(pid) for pid in workers)}
+
+
+def cpu_ms_per_checkin(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, float]:
+    tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
+    return {tier: round((after[tier] - before[tier]) * tick_ms / n, 1) for tier in before}
 
 
 def worker_rss(stack: Stack) -> dict:
@@ -229,11 +244,13 @@ def main() -> None:
             if not results["runs"]:
                 enrol(PERSON, reference_frames(2))
             warm(stack, tokens[0], snapshots[0], 4 * processes)
+            cpu_start = cpu_snapshot(stack)
             if args.wait > 0:
                 run = run_doors_waiting(stack, tokens, n=args.n, snapshots=snapshots, wait=args.wait,
                                         person="nobody-enrolled" if args.unknown_person else PERSON)
             else:
                 run = run_burst(stack, tokens, n=args.n, snapshots=snapshots)
+            run["cpu_ms_per_checkin"] = cpu_ms_per_checkin(cpu_start, cpu_snapshot(stack), args.n)
             run.update(config=config_name(processes, threads, hosts), processes=processes,
                        tf_threads=threads or "auto", hosts=hosts, worker_rss=worker_rss(stack),
                        load_avg_1m={"start": load_start, "end": round(os.getloadavg()[0], 2)})
@@ -247,6 +264,7 @@ def main() -> None:
             else:
                 line += (f", drained in {run['time_to_drain_s']} s, time to decision p50 "
                          f"{run['time_to_decision_ms']['p50']} ms p95 {run['time_to_decision_ms']['p95']} ms")
+            line += f", CPU per check-in {run['cpu_ms_per_checkin']} ms"
             print(f"{line}, exactly one decision each: {run['exactly_one_decision']['ok']} "
                   f"({run['exactly_one_decision']['decided']}/{args.n} decided), worker RSS max "
                   f"{run['worker_rss']['pool_max_mib']} MiB (private {run['worker_rss']['pool_max_uss_mib']} MiB), load {run['load_avg_1m']}", flush=True)
@@ -259,6 +277,8 @@ def main() -> None:
         results["after_over_before"] = {
             r["config"]: {
                 "decided_per_s": round(r["decided_per_s"] / old[r["config"]]["decided_per_s"], 2),
+                **{f"cpu_ms_{tier}": round(ms / old[r["config"]]["cpu_ms_per_checkin"][tier], 2)
+                   for tier, ms in r["cpu_ms_per_checkin"].items() if old[r["config"]]["cpu_ms_per_checkin"][tier]},
                 **({"door_wait_p50": round(r["door_wait_ms"]["p50"] / old[r["config"]]["door_wait_ms"]["p50"], 2),
                     "reply_after_decision_p50": round(r["reply_after_decision_ms"]["p50"]
                                                       / old[r["config"]]["reply_after_decision_ms"]["p50"], 2),
