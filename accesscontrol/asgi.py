@@ -10,6 +10,11 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "accesscontrol.settings")
+_pool_by_default = "DATABASE_POOL" not in os.environ
 os.environ.setdefault("DATABASE_POOL", "1")
 
-application = get_asgi_application()
+application = get_asgi_application()  # settings are read here
+
+if _pool_by_default:
+    # Only this process's settings: processes it starts (or a test run that imported this module) keep theirs.
+    del os.environ["DATABASE_POOL"]

@@ -196,3 +196,23 @@ def test_asgi_path_serves_probes_and_a_waiting_checkin(device_and_token, enrolle
     assert response.status_code == 200, response.content
     assert (response.json()["status"], response.json()["decision"]) == ("decided", 1)
     assert CheckIn.objects.get(pk=response.json()["id"]).status == "decided"
+
+
+def test_the_asgi_entry_point_pools_postgresql_connections_for_its_own_process_only():
+    # Each ASGI request runs its sync part in a thread of its own: connections kept per thread would leak.
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os, accesscontrol.asgi\n"
+        "from django.conf import settings\n"
+        "db = settings.DATABASES['default']\n"
+        "print(db['OPTIONS'].get('pool', {}).get('max_size'), db['CONN_MAX_AGE'], os.environ.get('DATABASE_POOL'))\n"
+    )
+    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": "postgres://u:p@127.0.0.1:5432/x", "DATABASE_CONN_MAX_AGE": "60"}
+    env.pop("DATABASE_POOL", None)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["20", "0", "None"]  # pooled, nothing kept per thread, nothing leaked
