@@ -25,13 +25,12 @@ from django.contrib.auth.models import Group, Permission
 from django.core.handlers.wsgi import WSGIHandler
 from django.test.testcases import _MediaFilesHandler
 
+from tests.browser.helpers import PASSWORD
 from verification import roles
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WINDOW = (1400, 1000)
-WAIT_SECONDS = 15  # an upper bound for a condition on a loaded 2-core machine, never a sleep
-PASSWORD = "browser-test-pw-0123"
 
 SERVER_LOCK = threading.RLock()
 
@@ -89,8 +88,13 @@ def _one_request_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     original = WSGIHandler.__call__
 
     def call(self, environ, start_response):  # noqa: ANN001, ANN202 - WSGI
+        def start_closing(status, headers, exc_info=None):  # noqa: ANN001, ANN202
+            # Without a length Django's server sends "Connection: close" and ends the request's thread at
+            # once: no kept-alive connection outlives the test (its thread would touch the database later).
+            return start_response(status, [(k, v) for k, v in headers if k.lower() != "content-length"], exc_info)
+
         with SERVER_LOCK:
-            response = original(self, environ, start_response)
+            response = original(self, environ, start_closing)
             if getattr(response, "streaming", False):
                 # A streamed body (the CSV export) reads the database as it is sent: read it here.
                 body = b"".join(response)
@@ -128,6 +132,8 @@ def browser(_chromium, site):  # noqa: ANN001, ANN201
     for leftover in _chromium.downloads.iterdir():
         leftover.unlink()
     yield _chromium
+    # Leave no page that asks the server by itself (the review queue reloads, the face check polls).
+    _chromium.get("about:blank")
     _chromium.delete_all_cookies()
 
 

@@ -13,7 +13,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.conftest import PASSWORD, WAIT_SECONDS
+WAIT_SECONDS = 15  # an upper bound for a condition on a loaded 2-core machine, never a sleep
+PASSWORD = "browser-test-pw-0123"  # every persona's (tests/browser/conftest.py: make_persona)
 
 
 def wait_until(browser: WebDriver, condition: Callable[[WebDriver], object], message: str = "") -> object:
