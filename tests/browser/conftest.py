@@ -132,6 +132,8 @@ def browser(_chromium, site):  # noqa: ANN001, ANN201
     for leftover in _chromium.downloads.iterdir():
         leftover.unlink()
     yield _chromium
+    if _chromium.current_url.startswith(site.url):
+        _chromium.execute_script("window.localStorage.clear(); window.sessionStorage.clear();")  # sidebar, theme
     # Leave no page that asks the server by itself (the review queue reloads, the face check polls).
     _chromium.get("about:blank")
     _chromium.delete_all_cookies()
