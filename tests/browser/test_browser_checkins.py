@@ -111,9 +111,14 @@ def test_a_guard_admits_from_the_review_queue_and_the_door_is_told_at_its_next_p
     make_persona(roles.GUARD, "gate-guard")
     login(browser, site, "gate-guard")
 
-    # The dashboard leads the guard to the queue.
-    waiting = element(browser, "a[href*='checkinreview']")
+    # The dashboard's "Reviews waiting" figure leads the guard to the queue.
+    figure = wait_until(browser, lambda b: b.find_element(
+        By.XPATH, "//div[contains(@class, 'dashboard-figure')][.//div[@class='dashboard-label' and .='Reviews waiting']]"
+    ))
+    waiting = figure.find_element(By.CSS_SELECTOR, ".dashboard-value a")
+    assert waiting.text == "1"
     click_and_wait_for_new_page(browser, waiting)
+    assert "/admin/verification/checkinreview/" in browser.current_url
     card = element(browser, f"#review-{answer['id']}")
     assert "Ada Lovelace" in card.text and "front-door" in card.text
     assert "0.750" in card.text and "0.875" in card.text and "0.625" in card.text
