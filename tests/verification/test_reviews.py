@@ -87,6 +87,9 @@ def test_band_boundaries(device, enrolled_person, band_model, score, status, dec
         assert opened.detail["threshold_source"] == "model"
         assert opened.score == pytest.approx(score) and opened.threshold == ADMIT
         assert opened.actor == "device:front-door"
+        # The guard's audit page shows every reference's score, as for a decision the model made alone.
+        assert [r["score"] for r in opened.detail["reference_scores"]] == pytest.approx([score] * len(opened.detail["reference_scores"]))
+        assert len(opened.detail["reference_scores"]) >= 1
         assert entries(checkin, "decision") == []  # the decision entry comes with the guard or the timeout
     else:
         [decided] = entries(checkin, "decision")

@@ -205,10 +205,14 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
     band = reviews.band_verdict(score=decision_score, **{k: verdict[k] for k in ("threshold", "review_threshold")})
     decision = 1 if band == "admit" else 0
     timings["process_ms"] = _ms_since(started)
+    # Every reference's score, for the audit entry's page (issue 11, item 2); the decision is their mean.
+    reference_scores = [
+        {"reference_id": reference.pk, "score": round(float(value), 6)} for reference, value in zip(references, scores)
+    ]
     if band == reviews.MODEL_VERDICT_REVIEW:
         reviews.checkin_review_open(
             checkin_id=checkin_id, person=person, score=decision_score, best_reference_id=references[best].pk,
-            timings=timings, probe_embedding=probe, **verdict,
+            timings=timings, probe_embedding=probe, reference_scores=reference_scores, **verdict,
         )
         return CheckIn.objects.get(pk=checkin_id)
     checkin_decide(
@@ -220,10 +224,7 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
         best_reference_id=references[best].pk,
         timings=timings,
         probe_embedding=probe,
-        # Every reference's score, for the audit entry's page (issue 11, item 2); the decision is their mean.
-        audit_detail={"reference_scores": [
-            {"reference_id": reference.pk, "score": round(float(value), 6)} for reference, value in zip(references, scores)
-        ]},
+        audit_detail={"reference_scores": reference_scores},
         **verdict,
     )
     return CheckIn.objects.get(pk=checkin_id)

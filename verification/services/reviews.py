@@ -104,6 +104,7 @@ def checkin_review_open(
     best_reference_id: int | None = None,
     timings: dict[str, float] | None = None,
     probe_embedding: bytes | None = None,
+    reference_scores: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Worker: the score fell in the band; put the check-in in review with its deadline. Idempotent:
     False if it is no longer processing. A lockout in force now decides it 0 ``locked_out`` instead,
@@ -163,7 +164,8 @@ def checkin_review_open(
             "best_reference_id": best_reference_id,
             "timings": timings,
         }
-        | ({"threshold_source": threshold_source} if threshold_source else {}),
+        | ({"threshold_source": threshold_source} if threshold_source else {})
+        | ({"reference_scores": reference_scores} if reference_scores else {}),
     )
     logger.info("check-in %s sent to review (score %.4f in [%.4f, %.4f)) until %s", checkin_id, score,
                 review_threshold, threshold, expires.isoformat())
