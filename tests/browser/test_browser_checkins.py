@@ -112,9 +112,10 @@ def test_a_guard_admits_from_the_review_queue_and_the_door_is_told_at_its_next_p
     login(browser, site, "gate-guard")
 
     # The dashboard's "Reviews waiting" figure leads the guard to the queue.
-    figure = wait_until(browser, lambda b: b.find_element(
-        By.XPATH, "//div[contains(@class, 'dashboard-figure')][.//div[@class='dashboard-label' and .='Reviews waiting']]"
-    ))
+    reviews_waiting = (
+        "//div[contains(@class, 'dashboard-figure')][.//div[@class='dashboard-label' and .='Reviews waiting']]"
+    )
+    figure = wait_until(browser, lambda b: b.find_element(By.XPATH, reviews_waiting))
     waiting = figure.find_element(By.CSS_SELECTOR, ".dashboard-value a")
     assert waiting.text == "1"
     click_and_wait_for_new_page(browser, waiting)

@@ -92,11 +92,8 @@ def test_an_operator_enrols_with_several_photos_and_sees_the_face_check_finish_w
         fake_model.reject_reason = "no_face"
         services.reference_embed(reference_id=references[2].pk)
 
-    wait_until(
-        browser,
-        lambda b: badges(b) == {ids[0]: ("ready", "Ready"), ids[1]: ("ready", "Ready"), ids[2]: ("rejected", "Rejected")},
-        "the face check's result did not appear in the page",
-    )
+    finished = {ids[0]: ("ready", "Ready"), ids[1]: ("ready", "Ready"), ids[2]: ("rejected", "Rejected")}
+    wait_until(browser, lambda b: badges(b) == finished, "the face check's result did not appear in the page")
     assert browser.execute_script("return window.sameDocument === true;"), "the page was reloaded"
     wait_until(browser, lambda b: b.find_element(By.ID, "face-check-progress").text == "")
     rows = {
