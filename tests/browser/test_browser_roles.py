@@ -79,6 +79,9 @@ def test_each_role_sees_only_its_menu_and_is_refused_the_rest(browser, site, mak
     login(browser, site, user.username)
     browser.set_script_timeout(15)
 
+    # The admin's own stylesheet was served (the live server serves static files): the header is coloured.
+    header = browser.execute_script("return getComputedStyle(document.getElementById('header')).backgroundColor;")
+    assert header not in ("", "rgba(0, 0, 0, 0)", "transparent")
     menu = [link.text for link in browser.find_elements(By.CSS_SELECTOR, "#content-main tr[class^=model-] th a")]
     assert sorted(menu) == sorted(sees.menu)
     answers = {name: status_of(browser, path) for name, path in pages.items()}
