@@ -119,3 +119,22 @@ def test_a_security_officer_unlocks_a_lockout_from_the_admin_and_the_audit_names
     [row] = result_rows(browser)
     assert "Unlock" in row.text and "by security-officer" in row.text
     assert checkin(device, fake_model, 0.95).decision == 1
+
+
+def test_the_audit_list_fits_1400_px_with_the_navigation_open_no_sideways_scrolling(
+    browser, site, make_persona, enrolled_person, device, fake_model
+):
+    checkin(device, fake_model, 0.9)
+    checkin(device, fake_model, 0.1)
+    make_persona(roles.SECURITY_OFFICER)
+    login(browser, site, "security-officer")
+    open_page(browser, site, "/admin/verification/auditentry/")
+    assert element(browser, "#nav-sidebar").is_displayed()  # Django's default: the navigation open
+    table, box, page, window = browser.execute_script(
+        "const box = document.querySelector('#changelist .results');"
+        "return [document.querySelector('#result_list').scrollWidth, box.clientWidth,"
+        " document.documentElement.scrollWidth, window.innerWidth];"
+    )
+    assert window >= 1380  # the suite's 1400 px window
+    assert table <= box, f"the audit table is {table} px wide in a {box} px box: the last columns scroll sideways"
+    assert page <= window

@@ -259,3 +259,9 @@ def test_checkin_list_times_have_seconds_and_the_time_zone(staff_client, device,
     assert f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}" in content
     assert staff_client.get(reverse("admin:verification_checkin_changelist"), {"q": "front-door"}).context[
         "cl"].result_count == 1
+
+
+def test_a_reference_photo_is_named_by_its_number_and_status_not_the_persons_database_id(enrolled_person):
+    photo = enrolled_person.references.first()
+    assert str(photo) == f"Photo #{photo.pk} ({photo.get_status_display().lower()})"
+    assert f"of {enrolled_person.pk}" not in str(photo)

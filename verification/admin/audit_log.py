@@ -179,7 +179,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="When", ordering="created_at")
     def time(self, obj: AuditEntry) -> str:
-        return when(obj.created_at)
+        return when(obj.created_at, stacked=True)
 
     @admin.display(description="Event", ordering="kind")
     def event(self, obj: AuditEntry) -> str:

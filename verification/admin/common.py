@@ -16,11 +16,16 @@ ADMIN_CSS = "verification/admin/admin.css"
 BADGE_TONES = {"good": "va-badge-good", "bad": "va-badge-bad", "warn": "va-badge-warn", "quiet": "va-badge-quiet"}
 
 
-def when(moment) -> str:  # noqa: ANN001 - datetime or None
-    """A time as every admin list shows it: the site's time zone, to the second, with the zone's name."""
+def when(moment, *, stacked: bool = False) -> str:  # noqa: ANN001 - datetime or None
+    """A time as every admin list shows it: the site's time zone, to the second, with the zone's name;
+    ``stacked`` puts the time under the date (a narrow column in a wide list)."""
     if moment is None:
         return "-"
-    return format_html('<time datetime="{}">{}</time>', moment.isoformat(), local_timestamp(moment))
+    text = local_timestamp(moment)
+    if stacked:
+        day, _, clock = text.partition(" ")
+        return format_html('<time datetime="{}">{}<span class="va-sub">{}</span></time>', moment.isoformat(), day, clock)
+    return format_html('<time datetime="{}">{}</time>', moment.isoformat(), text)
 
 
 def badge(text: str, tone: str = "quiet") -> str:

@@ -108,4 +108,5 @@ class ReferenceImage(TimeStamped):
         ]
 
     def __str__(self) -> str:
-        return f"Reference #{self.pk} of {self.person_id} ({self.status})"
+        # Shown as the inline's heading on the person's own page: "of 2" read like a count there.
+        return f"Photo #{self.pk} ({self.get_status_display().lower()})"
