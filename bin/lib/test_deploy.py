@@ -525,6 +525,7 @@ class Scenario:
         retry("scale worker=2", 3, lambda: self.stack.compose(
             "up", "-d", "--no-deps", "--scale", "worker=2", "worker", timeout=300))
         workers = self.stack.wait_healthy("worker", count=2, timeout=600)
+        self._proxy_settled()
         before = {cid: self._tasks_done(cid) for cid in workers}
         token = self.load_token
 
@@ -546,6 +547,19 @@ class Scenario:
                 return f"{len(answers)} check-ins decided ({self._outcomes(answers)}); tasks per worker: {done}"
         raise StepFailed(f"tasks per worker container after {len(answers)} check-ins: {done} (one took no work)")
 
+    def _proxy_settled(self, timeout: float = 120) -> None:
+        """Three answers in a row through the proxy: a container joining the network reloads its DNS
+        (podman's dnsname plugin), and the proxy's lookups of `web` can time out for a few seconds."""
+        deadline, good = time.monotonic() + timeout, 0
+        while good < 3:
+            try:
+                good = good + 1 if self.client.request("GET", "/healthz", timeout=15)[0] == 200 else 0
+            except OSError:
+                good = 0
+            if time.monotonic() > deadline:
+                raise StepFailed(f"the proxy did not reach web steadily within {timeout:.0f} s")
+            time.sleep(1)
+
     def _tasks_done(self, cid: str) -> int:
         return len(re.findall(r"Task verification\.tasks\.\S+ succeeded", self.stack.logs(cid)))
 
@@ -563,6 +577,7 @@ class Scenario:
         self.stack.wait_healthy("redis", timeout=120)
         run([engine, "start", *workers, *beat], timeout=180)
         self.stack.wait_healthy("worker", count=len(workers), timeout=600)
+        self._proxy_settled()
         answers = [self._decided(a, token) for a in queued]
         if any(a["status"] != "decided" or a.get("decision") not in (0, 1) for a in answers):
             raise StepFailed(f"after the Redis restart: {answers}")
