@@ -148,7 +148,8 @@ class Stack:
         return run([*argv, cid, *cmd], timeout=timeout, check=check)
 
     def django_shell(self, code: str, *, timeout: float = 120) -> str:
-        return self.exec("web", "python", "manage.py", "shell", "-c", code, timeout=timeout).stdout.strip()
+        return retry("manage.py shell", 3, lambda: self.exec(
+            "web", "python", "manage.py", "shell", "-c", code, timeout=timeout).stdout.strip())
 
     def logs(self, cid: str, tail: int | None = None) -> str:
         argv = [self.engine, "logs", *(["--tail", str(tail)] if tail else []), cid]
@@ -165,13 +166,21 @@ class Stack:
         """Everything the project made, volumes included, even what `down -v` misses (scaled containers)."""
         log("tearing down (containers, volumes, networks)")
         ids = self.ids(running_only=False)
+        # Anonymous volumes too (an image's VOLUME that compose mounts nothing on, e.g. Caddy's /config).
+        anonymous = []
+        for cid in ids:
+            mounts = run([self.engine, "inspect", "-f", "{{range .Mounts}}{{.Type}}:{{.Name}} {{end}}", cid],
+                         timeout=30, check=False).stdout.split()
+            anonymous += [m.split(":", 1)[1] for m in mounts if m.startswith("volume:") and len(m) > 60]
         if ids:
-            run([self.engine, "rm", "-f", "-t", "10", *ids], timeout=180, check=False)
+            run([self.engine, "rm", "-f", "-v", "-t", "10", *ids], timeout=180, check=False)
         self.compose("down", "-v", "--remove-orphans", timeout=300, check=False)
         label = f"label={PROJECT_LABEL}={self.project}"
         volumes = run([self.engine, "volume", "ls", "-q", "--filter", label], timeout=60, check=False).stdout.split()
         volumes += [v for v in run([self.engine, "volume", "ls", "-q"], timeout=60, check=False).stdout.split()
                     if v.startswith(f"{self.project}_") and v not in volumes]
+        existing = set(run([self.engine, "volume", "ls", "-q"], timeout=60, check=False).stdout.split())
+        volumes += [v for v in anonymous if v in existing and v not in volumes]
         if volumes:
             run([self.engine, "volume", "rm", "-f", *volumes], timeout=120, check=False)
         networks = [n for n in run([self.engine, "network", "ls", "--format", "{{.Name}}"], timeout=60,
@@ -180,7 +189,7 @@ class Stack:
             run([self.engine, "network", "rm", "-f", *networks], timeout=120, check=False)
         left = self.ids(running_only=False) + [
             v for v in run([self.engine, "volume", "ls", "-q"], timeout=60, check=False).stdout.split()
-            if v.startswith(f"{self.project}_")]
+            if v.startswith(f"{self.project}_") or v in anonymous]
         if left:
             log(f"WARNING: left behind after teardown: {left}")
         else:
@@ -204,6 +213,19 @@ class Client:
 
     def request(self, method: str, path: str, *, fields: dict | None = None, files: dict | None = None,
                 headers: dict | None = None, timeout: float = 60) -> tuple[int, dict, bytes]:
+        """One request; a 502/504 from the proxy (it could not reach web: with podman 4.3's CNI network,
+        name lookups time out for seconds while a container joins or leaves) is tried again, as a door
+        would, up to four times, and said."""
+        for attempt in range(1, 5):
+            status, headers_out, body = self._request_once(method, path, fields, files, headers, timeout)
+            if status not in (502, 504) or attempt == 4:
+                return status, headers_out, body
+            log(f"{method} {path}: the proxy answered {status} (attempt {attempt}); trying again in 5 s")
+            time.sleep(5)
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, path: str, fields: dict | None, files: dict | None,
+                      headers: dict | None, timeout: float) -> tuple[int, dict, bytes]:
         body, content_type = None, None
         if files is not None:
             body, content_type = _multipart(fields or {}, files)
@@ -504,6 +526,7 @@ class Scenario:
     def genuine_and_impostor(self) -> str:
         (person, own_photo), (_, other_photo) = list(self.demo.items())[:2]
         genuine = self._decided(self.client.checkin(self.token, person, own_photo))
+        self.genuine_id = genuine["id"]
         impostor = self._decided(self.client.checkin(self.token, person, other_photo))
         if genuine.get("decision") != 1:
             raise StepFailed(f"genuine check-in of {person} with {own_photo.name} was not admitted: {genuine}")
@@ -547,13 +570,17 @@ class Scenario:
                 return f"{len(answers)} check-ins decided ({self._outcomes(answers)}); tasks per worker: {done}"
         raise StepFailed(f"tasks per worker container after {len(answers)} check-ins: {done} (one took no work)")
 
-    def _proxy_settled(self, timeout: float = 120) -> None:
-        """Three answers in a row through the proxy: a container joining the network reloads its DNS
-        (podman's dnsname plugin), and the proxy's lookups of `web` can time out for a few seconds."""
+    def _proxy_settled(self, timeout: float = 180) -> None:
+        """Three answers in a row through the proxy from web with the database: a container joining or
+        leaving the network reloads its DNS (podman's dnsname plugin), and lookups of `web` (by the
+        proxy) and of `db` (by web) can time out for seconds."""
         deadline, good = time.monotonic() + timeout, 0
+        probe = f"/api/v1/checkins/{self.genuine_id}/"
         while good < 3:
             try:
-                good = good + 1 if self.client.request("GET", "/healthz", timeout=15)[0] == 200 else 0
+                status = self.client._request_once("GET", probe, None, None,
+                                                   {"Authorization": f"Token {self.token}"}, 15)[0]
+                good = good + 1 if status == 200 else 0
             except OSError:
                 good = 0
             if time.monotonic() > deadline:
@@ -569,12 +596,14 @@ class Scenario:
         engine = self.stack.engine
         workers, beat = self.stack.ids("worker"), self.stack.ids("beat")
         run([engine, "stop", "-t", "30", *workers, *beat], timeout=180)
+        self._proxy_settled()
         token = self.redis_token
         queued = [self.client.checkin(token, person, photo, wait=0) for person, photo in self._probes(4)]
         if any(a["status"] in FINAL for a in queued):
             raise StepFailed(f"a check-in was decided with no worker running: {queued}")
         run([engine, "restart", "-t", "30", self.stack.one("redis")], timeout=180)
         self.stack.wait_healthy("redis", timeout=120)
+        self._proxy_settled()
         run([engine, "start", *workers, *beat], timeout=180)
         self.stack.wait_healthy("worker", count=len(workers), timeout=600)
         self._proxy_settled()
@@ -584,7 +613,7 @@ class Scenario:
         return f"{len(queued)} check-ins queued across a Redis restart, all decided ({self._outcomes(answers)})"
 
     def audit_log(self) -> str:
-        out = self.stack.exec("web", "python", "manage.py", "verify_audit_log")
+        out = retry("verify_audit_log", 3, lambda: self.stack.exec("web", "python", "manage.py", "verify_audit_log"))
         return (out.stdout.strip() or out.stderr.strip()).splitlines()[-1][:200]
 
 
