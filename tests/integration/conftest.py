@@ -105,6 +105,11 @@ def django_db_setup(
     finally:
         connections["default"].close()
         settings.DATABASES["default"] = original_settings
+        # Connections other threads opened meanwhile (asgiref's sync_to_async thread outlives every test)
+        # still name the dropped integration database: forget every thread's, not only this one's.
+        from asgiref.local import Local
+
+        connections._connections = Local(connections.thread_critical)
         connections["default"] = original_connection
 
 
