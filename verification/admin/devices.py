@@ -156,21 +156,20 @@ class DeviceAdmin(admin.ModelAdmin):
         description="Issue new tokens (the old ones stop working; not for revoked devices)", permissions=["issue_token"]
     )
     def issue_new_tokens(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
-        for device in queryset:
-            try:
-                token = services.device_issue_token(device=device, operator=request.user.get_username())
-            except DomainError as refused:  # revoked: it stays revoked until reinstated
-                messages.error(request, refused.message)
-            else:
-                self._show_token_once(request, device, token)
+        # A revoked device is refused here: it stays revoked until reinstated.
+        self._token_for_each(request, queryset, services.device_issue_token)
 
     @admin.action(
         description="Reinstate the selected revoked devices (new token; audited)", permissions=["reinstate"]
     )
     def reinstate_devices(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        self._token_for_each(request, queryset, services.device_reinstate)
+
+    def _token_for_each(self, request: HttpRequest, queryset: QuerySet[Device], issue) -> None:  # noqa: ANN001
+        """``issue(device=, operator=)`` for each device: its new token shown once, or why it was refused."""
         for device in queryset:
             try:
-                token = services.device_reinstate(device=device, operator=request.user.get_username())
+                token = issue(device=device, operator=request.user.get_username())
             except DomainError as refused:
                 messages.error(request, refused.message)
             else:
