@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from PIL import Image
 from rest_framework.test import APIClient
 
@@ -176,5 +178,17 @@ def other_device_client(other_device_and_token) -> APIClient:
 @pytest.fixture
 def staff_client(client, django_user_model):
     user = django_user_model.objects.create_superuser("officer", "officer@example.org", "pw-not-used-123")
+    client.force_login(user)
+    return client
+
+
+def staff_login(django_user_model, username: str, group: str | None = None, *, codenames=(),  # noqa: ANN001
+                enforce_csrf: bool = False) -> Client:
+    """A test client logged in as a new staff user in ``group`` (a role's name) with extra ``codenames``."""
+    user = django_user_model.objects.create_user(username, f"{username}@example.org", "pw-not-used-123", is_staff=True)
+    if group is not None:
+        user.groups.add(Group.objects.get(name=group))
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="verification", codename__in=codenames))
+    client = Client(enforce_csrf_checks=enforce_csrf)
     client.force_login(user)
     return client

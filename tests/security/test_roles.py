@@ -22,6 +22,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.conftest import staff_login as login
 from tests.conftest import upload
 from verification import roles, services
 from verification.models import AuditEntry, CheckIn, Device, Lockout, Person
@@ -29,16 +30,6 @@ from verification.models import AuditEntry, CheckIn, Device, Lockout, Person
 pytestmark = pytest.mark.django_db
 
 MODELS = ["person", "referenceimage", "device", "checkin", "lockout", "auditentry"]
-
-
-def login(django_user_model, username: str, *, group: str | None = None, codenames: list[str] = ()) -> Client:
-    user = django_user_model.objects.create_user(username, f"{username}@example.org", "pw-not-used-123", is_staff=True)
-    if group is not None:
-        user.groups.add(Group.objects.get(name=group))
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="verification", codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

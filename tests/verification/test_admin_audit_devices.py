@@ -6,28 +6,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.conftest import staff_login as login
 from tests.conftest import upload
 from verification import roles, services
-from verification.models import AuditEntry, CheckIn, Device, Lockout
+from verification.models import AuditEntry, CheckIn, Lockout
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/checkins/"
-
-
-def login(django_user_model, username: str, *, group: str | None = None, codenames: tuple[str, ...] = ()) -> Client:
-    user = django_user_model.objects.create_user(username, password="pw-not-used-123", is_staff=True)
-    if group:
-        user.groups.add(Group.objects.get(name=group))
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="verification", codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def local(moment) -> str:
@@ -256,9 +246,9 @@ def test_retention_and_the_media_check_treat_the_aligned_face_as_part_of_the_sna
 
 
 def test_a_redelivered_checkin_keeps_one_aligned_face(decided, settings):
-    from verification.services.probe_faces import probe_face_store
-
     import numpy as np
+
+    from verification.services.probe_faces import probe_face_store
 
     assert probe_face_store(checkin_id=decided.pk, crop=np.zeros((100, 100, 3), dtype=np.uint8)) == ""  # decided
     assert sorted(path.name for path in (settings.MEDIA_ROOT / "probe_faces").iterdir()) == [

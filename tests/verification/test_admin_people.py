@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, Permission
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.conftest import staff_login as login
 from tests.conftest import upload
 from verification import roles, services
 from verification.models import AuditEntry, CheckIn, Lockout, Person, ReferenceImage
@@ -18,16 +17,6 @@ from verification.models import AuditEntry, CheckIn, Lockout, Person, ReferenceI
 pytestmark = pytest.mark.django_db
 
 INLINE = "references"
-
-
-def login(django_user_model, username: str, *, group: str | None = None, codenames: tuple[str, ...] = ()) -> Client:
-    user = django_user_model.objects.create_user(username, password="pw-not-used-123", is_staff=True)
-    if group:
-        user.groups.add(Group.objects.get(name=group))
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="verification", codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 # Every inline the person page may carry (reference photos; access groups, issue 11 item 1), empty.

@@ -10,11 +10,11 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.conftest import staff_login as login
 from tests.conftest import upload
 from verification import roles, selectors, services
 from verification.audit import audit_verify
@@ -286,15 +286,6 @@ def test_the_openapi_schema_names_review(client):
 
 
 # --- The review queue in the admin ---------------------------------------------------------------
-
-
-def login(django_user_model, username: str, group: str | None, *, enforce_csrf: bool = False) -> Client:
-    user = django_user_model.objects.create_user(username, f"{username}@example.org", "pw-not-used-123", is_staff=True)
-    if group:
-        user.groups.add(Group.objects.get(name=group))
-    client = Client(enforce_csrf_checks=enforce_csrf)
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
