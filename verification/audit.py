@@ -172,7 +172,9 @@ def audit_append(
         prev_hash=head.last_hash,
     )
     entry.entry_hash = entry_hash(entry, head.last_hash, key=key)
-    entry.full_clean(exclude=["checkin"])
+    # Fields only: uniqueness and the constraints are the database's (it enforces them on INSERT);
+    # validating them here would cost a SELECT each on every decision.
+    entry.full_clean(exclude=["checkin"], validate_unique=False, validate_constraints=False)
     entry.save()
     head.seq = entry.seq
     head.last_hash = entry.entry_hash
