@@ -67,7 +67,7 @@ RUN pip install --no-deps -e . \
 USER app
 EXPOSE 8000
 # Production by default: settings refuse to start without SECRET_KEY and ALLOWED_HOSTS (see README).
-CMD ["gunicorn", "accesscontrol.wsgi:application", "--workers", "2", "--access-logfile", "-", "--no-control-socket", "--bind", "0.0.0.0:8000"]
+CMD ["gunicorn", "accesscontrol.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "2", "--access-logfile", "-", "--no-control-socket", "--bind", "0.0.0.0:8000"]
 
 FROM base AS worker
 COPY --from=worker-deps /opt/venv /opt/venv

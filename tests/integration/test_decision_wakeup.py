@@ -1,7 +1,8 @@
 """The wait for a decision on a real Redis and PostgreSQL (issue 12, item 3): woken by the worker's
 announcement rather than by re-reading the row, never lost to the decision-before-subscription race or to
 Redis dying mid-wait, and 20 doors waiting at once over HTTP (the server of docker-compose.yml's web
-command: still sync gunicorn, where the async view runs per request) all answered with their decisions.
+command: gunicorn with uvicorn workers, where each wait is a coroutine on the event loop) all answered
+with their decisions.
 """
 from __future__ import annotations
 
