@@ -23,6 +23,11 @@ Speed: searching a 640x480 frame down to 24 px costs about twice as much as down
 :func:`extract_face` searches first only as small as a rival of a usable face can be
 (``RIVAL_SEARCH_FACE_PX``), and searches down to ``MIN_DETECT_FACE_PX`` only when that
 finds no face at all (a refusal either way; the second look only names the reason).
+
+Tried and rejected (issue 12): a coarser first search (down to 44 px) is 2.3x cheaper, but on 500 LFW
+fold-8 pairs placed in door frames it lowered genuine scores and the AUC from 0.974 to 0.970, and
+still to 0.971 with the principal face's landmarks measured again on a crop at the fine scale. The
+model's crops were aligned at this search's scale; speed does not buy a worse decision here.
 """
 
 from __future__ import annotations
