@@ -28,6 +28,17 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+BENCH_LIMITS = {
+    # One benchmark device posts hundreds of check-ins a minute; the production limits would throttle or
+    # lock it out and the figures would measure refusals instead of verification.
+    "API_RATE_LIMIT": "1000000/min",
+    "LOCKOUT_PERSON_MAX_FAILURES": "1000000",
+    "LOCKOUT_DEVICE_MAX_FAILURES": "1000000",
+    # Each post has new bytes (``_scenario.new_frame``) but the same face: the near-duplicate probe check
+    # would refuse it ``replayed`` (1 turns that check off; it still runs its query).
+    "REPLAY_SIMILARITY_MAX": "1",
+}
+"""Settings every benchmark's service runs with (bench/_stack.py's processes, bench/profile_worker.py)."""
 WORKER_READY_TIMEOUT_S = 240
 WEB_READY_TIMEOUT_S = 90
 
@@ -154,14 +165,7 @@ class Stack:
             "DATABASE_URL": f"{POSTGRES_URL}/{self.database}",
             "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "MEDIA_ROOT": str(self.run_dir / "media"),
-            # One benchmark device posts hundreds of check-ins a minute; the production limits would
-            # throttle or lock it out and the figures would measure refusals instead of verification.
-            "API_RATE_LIMIT": "1000000/min",
-            "LOCKOUT_PERSON_MAX_FAILURES": "1000000",
-            "LOCKOUT_DEVICE_MAX_FAILURES": "1000000",
-            # Each post has new bytes (``_scenario.new_frame``) but the same face: the near-duplicate probe
-            # check would refuse it ``replayed`` (1 turns that check off; it still runs its query).
-            "REPLAY_SIMILARITY_MAX": "1",
+            **BENCH_LIMITS,
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": str(self.code_dir),

@@ -21,11 +21,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _setup(workdir: Path, threads: int) -> None:
+    sys.path.insert(0, str(REPO_ROOT))
+    from bench._stack import BENCH_LIMITS
+
     os.environ.update({
         "DJANGO_SETTINGS_MODULE": "accesscontrol.settings",
         "DATABASE_URL": f"sqlite:///{workdir / 'profile.sqlite3'}",
@@ -33,12 +37,8 @@ def _setup(workdir: Path, threads: int) -> None:
         "CELERY_BROKER_URL": "",
         "DEBUG": "1",  # dev defaults (secret key, hosts); DEBUG's query log is off outside requests
         "WORKER_TF_THREADS": str(threads),
-        # As bench/_stack.py: the benchmark's frames repeat, which a real door never sends.
-        "LOCKOUT_PERSON_MAX_FAILURES": "1000000",
-        "LOCKOUT_DEVICE_MAX_FAILURES": "1000000",
-        "REPLAY_SIMILARITY_MAX": "1",
+        **BENCH_LIMITS,  # the benchmark's frames repeat, which a real door never sends
     })
-    sys.path.insert(0, str(REPO_ROOT))
     import django
 
     django.setup()
@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="profile-worker-") as tmp:
         _setup(Path(tmp), args.threads)
         from django.core.files.uploadedfile import SimpleUploadedFile
-        from django.test.utils import override_settings
 
         from bench import _scenario
         from verification import inference, services
@@ -72,13 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             upload = SimpleUploadedFile("snapshot.jpg", _scenario.new_frame(frames[index % len(frames)]),
                                         content_type="image/jpeg")
             started = time.process_time()
-            with override_settings(CELERY_TASK_ALWAYS_EAGER=False):
-                checkin = services.checkin_submit(device=device, person_external_id="profile-1", snapshot_file=upload)
+            checkin = services.checkin_submit(device=device, person_external_id="profile-1", snapshot_file=upload)
             submitted = time.process_time()
             services.checkin_process(checkin_id=checkin.pk)
             return (submitted - started) * 1000.0, (time.process_time() - submitted) * 1000.0, checkin
-
-        from unittest import mock
 
         # checkin_submit queues after commit; here the profile calls checkin_process itself.
         with mock.patch("verification.services.queueing.enqueue", return_value=True):
