@@ -1,12 +1,8 @@
 """Face detection (MTCNN), the face policy of a door, and 5-point similarity alignment.
 
-The detector is loaded lazily, once per process. Detection runs on a downscaled copy of the
-frame and the crop is taken from the original, so a large frame costs little more than a small one.
-
-mtcnn 1.0 builds a broken image pyramid when ``min_face_size`` is above its default of 20 (the
-smallest levels fall under PNet's 12 px input and the whole call silently returns no faces), so
-instead of raising ``min_face_size`` we shrink the frame: a face of ``min_face_px`` in the
-original becomes 20 px in the copy the detector sees.
+The detector (:mod:`ml.detector`) is loaded lazily, once per process. Detection runs on a downscaled
+copy of the frame and the crop is taken from the original, so a large frame costs little more than a
+small one: the copy is shrunk so that the smallest face of interest becomes MTCNN's 20 px.
 
 Two sizes, two jobs:
 
@@ -19,26 +15,30 @@ must be at least ``MIN_FACE_PX``; another confident face refuses the frame
 (:class:`MultipleFacesFound`) only when it is at least ``SECOND_FACE_RATIO`` of the principal's
 size, i.e. close enough to be a second person at the door. Smaller faces are the background.
 
-Speed: searching a 640x480 frame down to 24 px costs about twice as much as down to 60 px, so
-:func:`extract_face` searches first only as small as a rival of a usable face can be
-(``RIVAL_SEARCH_FACE_PX``), and searches down to ``MIN_DETECT_FACE_PX`` only when that
-finds no face at all (a refusal either way; the second look only names the reason).
+Speed (issue 12): searching a 640x480 frame down to 24-px faces is most of a check-in's CPU, and
+almost all of it goes to the smallest faces (the pyramid's largest levels). A face at the door is
+rarely that small, so :func:`find_principal_face` first searches only for faces of at least
+``COARSE_SEARCH_FACE_PX``, on the same full-resolution copy (the boxes and landmarks are measured
+exactly as in the fine search; only the pyramid's finest levels are skipped). When the largest face it
+finds is big enough that every possible rival (``SECOND_FACE_RATIO`` of it) is at least that size, the
+policy is decided on that search alone; otherwise (no face, a small one) the frame is searched again
+down to ``MIN_DETECT_FACE_PX``.
 
-Tried and rejected (issue 12): a coarser first search (down to 44 px) is 2.3x cheaper, but on 500 LFW
-fold-8 pairs placed in door frames it lowered genuine scores and the AUC from 0.974 to 0.970, and
-still to 0.971 with the principal face's landmarks measured again on a crop at the fine scale (the
-landmarks of a face the detector sees at ~34 px move the aligned crop). Speed does not buy a worse
-decision here.
+Tried and rejected (issue 12): a coarser first search (down to 44 px) on a smaller copy is 2.3x cheaper,
+but on 500 LFW fold-8 pairs placed in door frames it lowered genuine scores and the AUC from 0.974 to
+0.970, and still to 0.971 with the principal face's landmarks measured again on a crop at the fine scale
+(the landmarks of a face the detector sees at ~34 px move the aligned crop). The coarse search above
+keeps the copy's resolution instead, which is why it leaves the scores alone.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from ml.detector import DEFAULT_MIN_FACE_PX, run_detector
 from ml.errors import FaceTooSmall, MultipleFacesFound, NoFaceFound
 from ml.types import FACE_SIZE, ImageRGB
 
@@ -59,8 +59,9 @@ MIN_DETECT_FACE_PX = 24
 """Detection minimum: smallest face side (original-frame pixels) the detector searches for.
 
 Below ``MIN_FACE_PX`` so that a face too small to verify is reported as such instead of as no face
-(LFW photos downscaled to 150 px have ~55 px faces). At this size a 640x480 frame is searched at
-533x400, about twice the time of the first search (:func:`find_principal_face`).
+(LFW photos downscaled to 150 px have ~55 px faces), and at most ``SECOND_FACE_RATIO`` x ``MIN_FACE_PX``
+so that every rival of the smallest usable face is seen. It also sets the resolution of every search:
+a 640x480 frame is searched at 533x400.
 """
 
 SECOND_FACE_RATIO = 0.6
@@ -71,9 +72,18 @@ someone standing right behind the person at the door. Smaller faces are passers-
 background and are ignored.
 """
 
-RIVAL_SEARCH_FACE_PX = max(MIN_DETECT_FACE_PX, int(SECOND_FACE_RATIO * MIN_FACE_PX))
-"""Smallest face that can refuse a frame whose principal face is usable (36 px): the first search's
-minimum in :func:`find_principal_face` and :func:`detect_faces`' default. Derived, not set."""
+COARSE_SEARCH_FACE_PX = 40
+"""Smallest face :func:`find_principal_face`'s first search looks for (original-frame pixels).
+
+Its result decides the frame when the largest face is at least ``COARSE_SEARCH_FACE_PX /
+SECOND_FACE_RATIO`` (80 px): then no face the fine search could add would be a rival. Door faces are
+mostly larger; the benchmark's door frame (a 250x250 fixture photo) holds an 84-px face. Measured on
+785 fold-8 LFW photos placed in 640x480 frames at faces of ~65-190 px (issue 12): 70 % were decided by
+the first search alone, whose detection cost 38 ms of CPU against 58 ms for the fine search (median,
+one thread, mtcnn's stock driver in both); refusal reasons agreed on 783 of 785 (twice a partial rival
+at the photo's edge, ~80 px, was found only by the fine search); AUC over the pairs 0.9785 against
+0.9774. At 60 px only 48 % of those frames were decided by the first search.
+"""
 
 MIN_CONFIDENCE = 0.90
 """Detector confidence a detection needs to count as a face at all (MTCNN's own last stage keeps >= 0.8)."""
@@ -81,7 +91,6 @@ MIN_CONFIDENCE = 0.90
 MAX_DETECT_SIDE = 640
 """Frames are shrunk so their longer side is at most this before detection."""
 
-_DETECTOR_FACE_PX = 20  # mtcnn's default (and only safe) min_face_size
 
 # ArcFace's 5-point template for 112x112 crops (left eye, right eye, nose, mouth left, mouth right,
 # "left" meaning the image's left), scaled to our crop size below.
@@ -115,37 +124,6 @@ class DetectedFace:
         return (x + w / 2.0, y + h / 2.0)
 
 
-_detector: Any = None
-_detector_lock = threading.Lock()
-
-
-def _get_detector() -> Any:
-    global _detector
-    if _detector is None:
-        with _detector_lock:
-            if _detector is None:
-                _detector = _compiled_mtcnn()
-    return _detector
-
-
-def _compiled_mtcnn() -> Any:
-    """MTCNN with its three networks run as TensorFlow graphs.
-
-    mtcnn 1.0 calls its Keras models eagerly, layer by layer: on a 640x480 frame that dispatch
-    overhead is ~75 ms of a ~80 ms detection. Wrapping each stage's model in ``tf.function``
-    (``reduce_retracing`` so pyramid levels of new sizes share one graph) gives the same boxes
-    and landmarks in ~20 ms. ``_model`` is mtcnn's attribute (the package is pinned to 1.0.*).
-    """
-    import tensorflow as tf
-    from mtcnn import MTCNN  # imports TensorFlow: only on first detection
-
-    detector = MTCNN()
-    for stage in detector.stages:
-        if hasattr(stage, "_model"):
-            stage._model = tf.function(stage._model, reduce_retracing=True)
-    return detector
-
-
 def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError("expected an RGB uint8 array of shape (H, W, 3)")
@@ -153,17 +131,19 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError("image has no pixels")
 
 
-def _detection_scale(height: int, width: int, min_face_px: int) -> float:
-    return min(1.0, _DETECTOR_FACE_PX / float(min_face_px), MAX_DETECT_SIDE / float(max(height, width)))
+def _detection_scale(height: int, width: int, min_face_px: float) -> float:
+    return min(1.0, DEFAULT_MIN_FACE_PX / float(min_face_px), MAX_DETECT_SIDE / float(max(height, width)))
 
 
 def detect_faces_batch(
-    images: Sequence[ImageRGB], *, min_face_px: int = RIVAL_SEARCH_FACE_PX
+    images: Sequence[ImageRGB], *, min_face_px: float = MIN_DETECT_FACE_PX, detail_face_px: float | None = None
 ) -> list[list[DetectedFace]]:
     """Detect faces in several same-sized RGB frames at once (one MTCNN call); largest first.
 
-    ``min_face_px`` is the smallest face side searched for (it sets the detection scale; somewhat
-    smaller faces are sometimes found too). Every detection is returned, whatever its confidence.
+    ``min_face_px`` is the smallest face side searched for (somewhat smaller faces are sometimes found
+    too). ``detail_face_px`` (default ``min_face_px``, at most it) sets the resolution: the frame is
+    shrunk so that a face of that size becomes MTCNN's 20 px, and boxes and landmarks are measured on
+    that copy. Every detection is returned, whatever its confidence.
     """
     import cv2
 
@@ -174,7 +154,10 @@ def detect_faces_batch(
     height, width = images[0].shape[:2]
     if any(image.shape[:2] != (height, width) for image in images):
         raise ValueError("detect_faces_batch needs frames of one size")
-    scale = _detection_scale(height, width, min_face_px)
+    detail = min_face_px if detail_face_px is None else detail_face_px
+    if not 0 < detail <= min_face_px:
+        raise ValueError("detail_face_px must be positive and at most min_face_px")
+    scale = _detection_scale(height, width, detail)
     small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
     if min(small_h, small_w) < 2 * 12:  # too small for MTCNN's first stage to find anything
         return [[] for _ in images]
@@ -182,8 +165,7 @@ def detect_faces_batch(
         small = [cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA) for image in images]
     else:
         small = list(images)
-    raw = _get_detector().detect_faces(small if len(small) > 1 else small[0])
-    per_image = raw if len(small) > 1 else [raw]
+    per_image = run_detector(small, min_face_px=max(DEFAULT_MIN_FACE_PX, min_face_px * scale))
     sx, sy = width / small_w, height / small_h
     results = []
     for detections in per_image:
@@ -199,9 +181,12 @@ def detect_faces_batch(
     return results
 
 
-def detect_faces(image: ImageRGB, *, min_face_px: int = RIVAL_SEARCH_FACE_PX) -> list[DetectedFace]:
-    """All faces MTCNN finds in an RGB frame, in original coordinates, largest first."""
-    return detect_faces_batch([image], min_face_px=min_face_px)[0]
+def detect_faces(
+    image: ImageRGB, *, min_face_px: float = MIN_DETECT_FACE_PX, detail_face_px: float | None = None
+) -> list[DetectedFace]:
+    """All faces MTCNN finds in an RGB frame, in original coordinates, largest first (see
+    :func:`detect_faces_batch`)."""
+    return detect_faces_batch([image], min_face_px=min_face_px, detail_face_px=detail_face_px)[0]
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -269,20 +254,31 @@ def choose_principal_face(
 def find_principal_face(image_rgb: ImageRGB) -> DetectedFace:
     """Detect faces in ``image_rgb`` and apply :func:`choose_principal_face`.
 
-    First searched down to the smallest face that could be a rival of a usable one; only when that
-    finds no confident face is the frame searched again down to ``MIN_DETECT_FACE_PX``, to tell a
-    face too small to verify from no face at all.
+    Searched first for faces of at least ``COARSE_SEARCH_FACE_PX`` only, then, when that cannot
+    settle the policy, down to ``MIN_DETECT_FACE_PX`` (see :func:`principal_after_coarse_search`).
     """
     _check_image(image_rgb)
-    return principal_after_first_search(image_rgb, detect_faces(image_rgb, min_face_px=RIVAL_SEARCH_FACE_PX))
+    return principal_after_coarse_search(image_rgb, coarse_search(image_rgb))
 
 
-def principal_after_first_search(
+def coarse_search(image_rgb: ImageRGB) -> list[DetectedFace]:
+    """The first search of :func:`find_principal_face`: faces of ``COARSE_SEARCH_FACE_PX`` and up, measured
+    at the fine search's resolution."""
+    return detect_faces(image_rgb, min_face_px=COARSE_SEARCH_FACE_PX, detail_face_px=MIN_DETECT_FACE_PX)
+
+
+def principal_after_coarse_search(
     image_rgb: ImageRGB, faces: Sequence[DetectedFace], *, min_face_px: float = MIN_FACE_PX
 ) -> DetectedFace:
-    """The rest of :func:`find_principal_face` given the first search's ``faces`` (callers that detect
-    many frames in one batch): the second, finer search only when nothing confident was found."""
-    if not any(f.confidence >= MIN_CONFIDENCE for f in faces) and RIVAL_SEARCH_FACE_PX > MIN_DETECT_FACE_PX:
+    """The rest of :func:`find_principal_face` given the coarse search's ``faces`` (callers that detect
+    many frames in one batch use :func:`detect_faces_batch` with the same sizes as :func:`coarse_search`).
+
+    The coarse result decides when its largest confident face is so large that any rival
+    (``SECOND_FACE_RATIO`` of it) would have been searched for too; otherwise the frame is searched
+    again down to ``MIN_DETECT_FACE_PX``, which also tells a face too small to verify from no face.
+    """
+    confident = [f.size for f in faces if f.confidence >= MIN_CONFIDENCE]
+    if not confident or SECOND_FACE_RATIO * max(confident) < COARSE_SEARCH_FACE_PX:
         faces = detect_faces(image_rgb, min_face_px=MIN_DETECT_FACE_PX)
     return choose_principal_face(faces, min_face_px=min_face_px)
 

@@ -133,8 +133,8 @@ def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | Non
     (NaN when none). ``min_face_px`` overrides the
     policy's verification minimum (the size sweep measures below it).
 
-    Same-sized frames get the first search of :func:`ml.align.find_principal_face` in batches (one
-    MTCNN call each); :func:`ml.align.principal_after_first_search` does the rest per frame.
+    Same-sized frames get the coarse search of :func:`ml.align.find_principal_face` in batches (one
+    MTCNN call each); :func:`ml.align.principal_after_coarse_search` does the rest per frame.
     """
     from ml import align
     from ml.errors import FaceError
@@ -149,10 +149,11 @@ def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | Non
     for indices in by_shape.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            found = align.detect_faces_batch([frames[i] for i in chunk], min_face_px=align.RIVAL_SEARCH_FACE_PX)
+            found = align.detect_faces_batch([frames[i] for i in chunk], min_face_px=align.COARSE_SEARCH_FACE_PX,
+                                             detail_face_px=align.MIN_DETECT_FACE_PX)
             for i, faces in zip(chunk, found):
                 try:
-                    face = align.principal_after_first_search(frames[i], faces, min_face_px=policy_min)
+                    face = align.principal_after_coarse_search(frames[i], faces, min_face_px=policy_min)
                     crops[i] = align.align_face(frames[i], face.landmarks)
                     sizes[i] = face.size
                 except FaceError as exc:

@@ -210,10 +210,10 @@ def warm_up_frame() -> np.ndarray:
 def warm_up_frames() -> list[np.ndarray]:
     """The drawn face upright, upside down, and at half size: three different candidate counts.
 
-    The detector's networks run as traced graphs (``ml.align``) whose input shapes depend on how
-    many candidate boxes each stage gets. A trace costs 0.2-3 s; after a second shape the graph is
-    traced once more for any size and never again. Frames with different counts make every stage
-    reach that general graph here instead of on the first doors' check-ins.
+    The detector's networks run as graphs traced once for any input shape (``ml.detector``); a trace
+    costs 0.2-3 s. Frames with different candidate counts, through both searches a check-in runs
+    (``ml.align.find_principal_face``), make every stage trace and run here instead of on the first
+    doors' check-ins.
     """
     import cv2
 

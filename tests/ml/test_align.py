@@ -77,17 +77,3 @@ def test_non_rgb_arrays_are_refused():
         ml.extract_face(np.zeros((50, 50), dtype=np.uint8))
     with pytest.raises(ValueError):
         ml.extract_face(np.zeros((50, 50, 3), dtype=np.float32))
-
-
-def test_graph_compiled_detector_finds_what_plain_mtcnn_finds():
-    from mtcnn import MTCNN
-
-    from ml.align import _get_detector
-
-    image = _read("two_faces.jpg")
-    plain = MTCNN().detect_faces(image)
-    compiled = _get_detector().detect_faces(image)
-    assert len(plain) == len(compiled) == 2
-    for a, b in zip(sorted(plain, key=lambda f: f["box"]), sorted(compiled, key=lambda f: f["box"])):
-        assert np.allclose(a["box"], b["box"], atol=1)
-        assert abs(a["confidence"] - b["confidence"]) < 1e-3

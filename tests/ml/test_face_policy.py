@@ -15,10 +15,10 @@ import pytest
 
 import ml
 from ml.align import (
+    COARSE_SEARCH_FACE_PX,
     MIN_CONFIDENCE,
     MIN_DETECT_FACE_PX,
     MIN_FACE_PX,
-    RIVAL_SEARCH_FACE_PX,
     SECOND_FACE_RATIO,
     DetectedFace,
     choose_principal_face,
@@ -90,38 +90,53 @@ def test_low_confidence_detections_are_ignored():
         choose_principal_face([face(100, confidence=unsure)])
 
 
-def test_a_frame_is_searched_down_to_the_detection_minimum_only_when_no_face_was_found(monkeypatch):
+def _scripted_searches(monkeypatch, coarse, fine):
+    """Replace detection with fixed answers: ``coarse`` for the first search, ``fine`` for the second."""
     import ml.align
 
-    # With the shipped numbers both searches coincide (24 px); the two-step search exists for a
-    # larger verification minimum, whose rivals can be searched for at a coarser, faster scale.
-    monkeypatch.setattr(ml.align, "RIVAL_SEARCH_FACE_PX", 36)
-    RIVAL_SEARCH_FACE_PX = 36
     searched = []
 
-    def detect(image, *, min_face_px):
+    def detect(image, *, min_face_px, detail_face_px=None):
         searched.append(min_face_px)
-        return {RIVAL_SEARCH_FACE_PX: first, MIN_DETECT_FACE_PX: [face(30)]}[min_face_px]
+        assert (detail_face_px or min_face_px) == MIN_DETECT_FACE_PX  # both searches measure at one resolution
+        return {COARSE_SEARCH_FACE_PX: coarse, MIN_DETECT_FACE_PX: fine}[min_face_px]
 
     monkeypatch.setattr(ml.align, "detect_faces", detect)
-    frame = np.zeros((480, 640, 3), dtype=np.uint8)
-    first = [face(100), face(30, x=300)]
-    assert find_principal_face(frame) is first[0]
-    assert searched == [RIVAL_SEARCH_FACE_PX]  # the door's usual case: one search
-
-    searched.clear()
-    first = [face(100, confidence=MIN_CONFIDENCE - 0.1)]
-    with pytest.raises(ml.FaceTooSmall):  # found by the second look, not "no_face"
-        find_principal_face(frame)
-    assert searched == [RIVAL_SEARCH_FACE_PX, MIN_DETECT_FACE_PX]
+    return searched
 
 
-def test_the_first_search_finds_every_face_that_can_refuse_a_usable_one():
-    # extract_face searches first only down to RIVAL_SEARCH_FACE_PX; a rival of the smallest usable
-    # face must not be smaller than that, and the second look goes below the verification minimum.
-    assert RIVAL_SEARCH_FACE_PX <= SECOND_FACE_RATIO * MIN_FACE_PX
-    assert MIN_DETECT_FACE_PX <= RIVAL_SEARCH_FACE_PX
-    assert MIN_DETECT_FACE_PX < MIN_FACE_PX
+def test_a_face_large_enough_that_every_rival_was_searched_for_is_decided_by_the_coarse_search(monkeypatch):
+    large = COARSE_SEARCH_FACE_PX / SECOND_FACE_RATIO
+    coarse = [face(large), face(COARSE_SEARCH_FACE_PX - 1, x=300)]
+    searched = _scripted_searches(monkeypatch, coarse, fine=[face(large), face(large, x=300)])
+    assert find_principal_face(np.zeros((480, 640, 3), dtype=np.uint8)) is coarse[0]
+    assert searched == [COARSE_SEARCH_FACE_PX]  # the door's usual case: one, cheap search
+
+
+def test_a_face_whose_rivals_could_be_smaller_than_the_coarse_search_sends_the_frame_to_the_fine_search(monkeypatch):
+    # A rival of this principal may be a little smaller than the coarse search's minimum, so it cannot decide.
+    principal = COARSE_SEARCH_FACE_PX / SECOND_FACE_RATIO - 5
+    rival = COARSE_SEARCH_FACE_PX - 1
+    assert rival >= SECOND_FACE_RATIO * principal
+    searched = _scripted_searches(monkeypatch, coarse=[face(principal)], fine=[face(principal), face(rival, x=300)])
+    with pytest.raises(ml.MultipleFacesFound):
+        find_principal_face(np.zeros((480, 640, 3), dtype=np.uint8))
+    assert searched == [COARSE_SEARCH_FACE_PX, MIN_DETECT_FACE_PX]
+
+
+def test_a_frame_without_a_confident_face_in_the_coarse_search_is_searched_down_to_the_detection_minimum(monkeypatch):
+    coarse = [face(100, confidence=MIN_CONFIDENCE - 0.1)]
+    searched = _scripted_searches(monkeypatch, coarse, fine=[face(30)])
+    with pytest.raises(ml.FaceTooSmall):  # found by the fine search: "step closer", not "no_face"
+        find_principal_face(np.zeros((480, 640, 3), dtype=np.uint8))
+    assert searched == [COARSE_SEARCH_FACE_PX, MIN_DETECT_FACE_PX]
+
+
+def test_the_fine_search_finds_every_face_that_can_refuse_a_usable_one():
+    # A rival of the smallest usable face is at least SECOND_FACE_RATIO x MIN_FACE_PX; the fine search
+    # goes that low, and below the verification minimum so that too-small faces are named.
+    assert MIN_DETECT_FACE_PX <= SECOND_FACE_RATIO * MIN_FACE_PX
+    assert MIN_DETECT_FACE_PX < MIN_FACE_PX < COARSE_SEARCH_FACE_PX / SECOND_FACE_RATIO
 
 
 # --- through the real detector, on the fixture faces ---------------------------------------------

@@ -87,17 +87,19 @@ def test_warm_up_frame_is_one_usable_face_to_the_real_detector():
 
 
 def test_after_the_warm_up_real_door_frames_trace_no_detector_graph_again():
-    # A trace costs 0.2-3 s: paid at worker start, never by a door. (ml.align runs each MTCNN stage
+    # A trace costs 0.2-3 s: paid at worker start, never by a door. (ml.detector runs each MTCNN stage
     # as a tf.function; in a full test run other tests may have traced them already.)
-    from ml.align import _get_detector
+    from ml.align import find_principal_face
+    from ml.detector import load_detector
 
     inference._warm_up_detector()
-    graphs = [stage._model for stage in _get_detector().stages]
+    graphs = [stage._model for stage in load_detector().stages]
     traced = [graph.experimental_get_tracing_count() for graph in graphs]
     for photo in ("person_a_3.jpg", "person_b_1.jpg", "person_c_1.jpg"):
         frame = np.full((480, 640, 3), 110, np.uint8)
         frame[115:365, 195:445] = ml.read_image(str(FACES / photo))
-        assert len(ml.detect_faces(frame)) == 1
+        assert len(ml.detect_faces(frame)) == 1  # the fine search
+        find_principal_face(frame)  # the coarse one first, as a check-in runs it
     assert [graph.experimental_get_tracing_count() for graph in graphs] == traced
 
 
