@@ -34,6 +34,8 @@ Environment variables (default in brackets):
   ``manage.py sweep_checkins``.
 - ``CHECKIN_SWEEP_INTERVAL_SECONDS`` [60]: how often ``celery -A accesscontrol beat`` runs that sweep.
 - ``CHECKIN_MAX_ATTEMPTS`` [5]: processing attempts (transient errors) before a check-in is marked failed.
+- ``CHECKIN_BATCH_SIZE`` [4]: a worker that takes a check-in while others wait takes up to this many in all
+  and runs their face work together (``verification/services/processing.py``); 1 turns it off.
 - ``REVIEW_BAND`` [on]: check-ins scoring between the review threshold and the admit threshold go to a guard
   (``verification/services/reviews.py``); off: admit or refuse at the admit threshold alone.
 - ``REVIEW_TIMEOUT_SECONDS`` [60]: a review no guard answers within this becomes 0 ``review_timeout``.
@@ -207,6 +209,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2_500_000
 FACE_MODEL_PATH = env_str("FACE_MODEL_PATH", "")
 CHECKIN_STUCK_AFTER_SECONDS = env_int("CHECKIN_STUCK_AFTER_SECONDS", 300, minimum=1)
 CHECKIN_MAX_ATTEMPTS = env_int("CHECKIN_MAX_ATTEMPTS", 5, minimum=1)
+CHECKIN_BATCH_SIZE = env_int("CHECKIN_BATCH_SIZE", 4, minimum=1)
 # Ready reference photos a person needs before a check-in is scored (fewer: refused no_references).
 # 1 keeps a one-photo enrolment working; 3 is recommended (README "Enrolment quality").
 ENROLMENT_MIN_REFERENCES = env_int("ENROLMENT_MIN_REFERENCES", 1, minimum=1)

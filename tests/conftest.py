@@ -97,6 +97,17 @@ class FakeInference:
             timings={"decode_ms": 1.0, "detect_ms": 2.0, "embed_ms": 3.0},
         )
 
+    def embed_faces(self, datas: list[bytes]) -> list[inference.FaceEmbedding | inference.FaceRejected]:
+        """As ``embed_face`` for each, in one call (a batch of check-ins); ``calls["embed_faces"]`` counts calls."""
+        self.calls["embed_faces"] += 1
+        results = []
+        for data in datas:
+            try:
+                results.append(self.embed_face(data))
+            except inference.FaceRejected as rejected:
+                results.append(rejected)
+        return results
+
     def embed_reference_face(self, data: bytes) -> inference.FaceEmbedding:
         """As ``embed_face``, with landmarks (a frontal face unless ``landmarks`` says otherwise)."""
         face = self.embed_face(data)
@@ -123,6 +134,7 @@ def fake_model(monkeypatch) -> FakeInference:
     monkeypatch.setattr(inference, "model_info", fake.model_info)
     monkeypatch.setattr(inference, "configured_model_version", fake.configured_model_version)
     monkeypatch.setattr(inference, "embed_face", fake.embed_face)
+    monkeypatch.setattr(inference, "embed_faces", fake.embed_faces)
     monkeypatch.setattr(inference, "embed_reference_face", fake.embed_reference_face)
     monkeypatch.setattr(inference, "score", fake.score)
     return fake

@@ -326,6 +326,62 @@ def embed_face(data: bytes) -> FaceEmbedding:
     return _embedded(crop, timings)
 
 
+def embed_faces(datas: list[bytes]) -> list[FaceEmbedding | FaceRejected]:
+    """:func:`embed_face` for several snapshots at once, one result (or rejection) per snapshot, in order.
+
+    Same-sized frames share one call of the face search's first, coarse step
+    (``ml.align.detect_faces_batch``) and all faces one call of the network: per frame that costs less
+    than one at a time (bench/README.md). Each frame gets exactly the face policy and the crop it would
+    get alone; one bad frame rejects only itself. A frame's timings are its own decode and its share of
+    the batched steps.
+    """
+    import ml
+    from ml import align
+
+    results: list[FaceEmbedding | FaceRejected | None] = [None] * len(datas)
+    frames: dict[int, np.ndarray] = {}
+    timings: list[dict[str, float]] = [{} for _ in datas]
+    for index, data in enumerate(datas):
+        start = time.perf_counter()
+        try:
+            frames[index] = ml.decode_image(data, max_pixels=settings.IMAGE_MAX_PIXELS)
+        except ml.ImageError as exc:
+            results[index] = FaceRejected("unreadable_image", str(exc), {"decode_ms": _ms_since(start)})
+        timings[index]["decode_ms"] = _ms_since(start)
+
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for index, rgb in frames.items():
+        by_shape.setdefault(rgb.shape, []).append(index)
+    crops: dict[int, np.ndarray] = {}
+    for indices in by_shape.values():
+        start = time.perf_counter()
+        first = align.detect_faces_batch([frames[i] for i in indices], min_face_px=align.COARSE_SEARCH_FACE_PX,
+                                         detail_face_px=align.MIN_DETECT_FACE_PX)
+        shared_ms = _ms_since(start) / len(indices)
+        for index, faces in zip(indices, first):
+            start = time.perf_counter()
+            try:
+                face = align.principal_after_coarse_search(frames[index], faces)
+                crops[index] = align.align_face(frames[index], face.landmarks)
+            except ml.FaceError as exc:
+                timings[index]["detect_ms"] = round(shared_ms + _ms_since(start), 3)
+                reason = exc.reason if exc.reason in _FACE_REASONS else "no_face"
+                results[index] = FaceRejected(reason, str(exc), timings[index])
+                continue
+            timings[index]["detect_ms"] = round(shared_ms + _ms_since(start), 3)
+
+    if crops:
+        order = sorted(crops)
+        start = time.perf_counter()
+        embeddings = get_model().embed(np.stack([crops[i] for i in order]))
+        embed_ms = round(_ms_since(start) / len(order), 3)
+        for index, embedding in zip(order, embeddings):
+            results[index] = FaceEmbedding(crop=np.asarray(crops[index], dtype=np.uint8),
+                                           embedding=np.asarray(embedding, dtype=np.float32),
+                                           timings={**timings[index], "embed_ms": embed_ms})
+    return results  # type: ignore[return-value]  # every slot is filled above
+
+
 def embed_reference_face(data: bytes) -> FaceEmbedding:
     """As :func:`embed_face`, with the face's landmarks kept for the enrolment quality checks."""
     face = align_face(data)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ import ml
 from tests.conftest import image_bytes
 from verification import inference
 from verification.errors import ModelUnavailable
+
+FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
 
 
 class CountingModel:
@@ -106,3 +109,37 @@ def test_model_info_threshold_for_a_reference_count():
     assert [info.threshold_for(k) for k in (1, 2, 3, 7)] == [0.8, 0.7, 0.6, 0.6]
     assert info.threshold_for(0) == 0.8
     assert inference.ModelInfo(version="v", threshold=0.5).threshold_for(3) == 0.5
+
+
+def _door_frame_bytes(photo: str, *, left: int = 195) -> bytes:
+    import cv2
+
+    frame = np.full((480, 640, 3), 110, np.uint8)
+    frame[115:365, left : left + 250] = ml.read_image(str(FACES / photo))
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    assert ok
+    return encoded.tobytes()
+
+
+def test_faces_embedded_together_get_what_each_gets_alone(model):
+    # The real detector and face policy; only the network is the counting model.
+    frames = [
+        _door_frame_bytes("person_a_1.jpg"),
+        b"not an image",
+        np.full(10, 7, np.uint8).tobytes(),
+        _door_frame_bytes("person_b_1.jpg", left=300),
+        image_bytes(),  # a small frame of another size: detected in its own group
+    ]
+    together = inference.embed_faces(frames)
+    assert len(together) == len(frames)
+    for data, result in zip(frames, together):
+        try:
+            alone = inference.embed_face(data)
+        except inference.FaceRejected as rejected:
+            assert isinstance(result, inference.FaceRejected) and result.reason == rejected.reason
+            continue
+        assert isinstance(result, inference.FaceEmbedding)
+        assert np.array_equal(result.crop, alone.crop)
+        assert set(result.timings) == {"decode_ms", "detect_ms", "embed_ms"}
+    assert [type(r).__name__ for r in together[:4]] == ["FaceEmbedding", "FaceRejected", "FaceRejected", "FaceEmbedding"]
+    assert together[1].reason == together[2].reason == "unreadable_image"

@@ -257,7 +257,7 @@ def test_database_refuses_a_decided_row_without_decision(device):
 
 # A first check-in of a person at a device (later ones skip a few get-or-create INSERTs).
 SUBMIT_QUERIES = 9
-PROCESS_QUERIES = 34
+PROCESS_QUERIES = 35  # of which one looks for other check-ins waiting, to take along (CHECKIN_BATCH_SIZE)
 
 
 def test_a_checkin_runs_no_query_the_database_would_repeat(device, enrolled_person, fake_model, django_assert_num_queries):

@@ -9,7 +9,6 @@ from verification.services.checkins import (
     TRANSIENT_ERRORS,
     checkin_decide,
     checkin_fail,
-    checkin_process,
     checkin_release,
     checkin_submit,
     checkins_sweep,
@@ -34,6 +33,7 @@ from verification.services.enrolment import (
     reference_fail,
 )
 from verification.services.erasure import person_erase
+from verification.services.processing import checkin_process
 from verification.services.media import MediaReport, media_check
 from verification.services.model_changes import model_change_record
 from verification.services.lockouts import lockout_active, lockout_blocking, lockout_note_refusal, lockout_release

@@ -1,4 +1,5 @@
-"""Check-ins: store and queue (web), claim, verify and decide (worker), fail, sweep.
+"""Check-ins: store and queue (web), decide, fail, release, sweep. The worker's claim, face work and
+rules around it are in ``processing``.
 
 "No face", "two faces", "not enrolled" are decisions with a reason, not exceptions; only transient
 errors propagate, so the task can retry them.
@@ -12,7 +13,6 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from verification import selectors
@@ -21,8 +21,8 @@ from verification.errors import DeviceLockedOut, DomainError, ModelUnavailable, 
 from verification.formatting import duration_text, local_timestamp
 from verification.images import validate_image
 from verification.models import AuditEntry, CheckIn, Device, Person, ReferenceImage
-from verification.services.access import AccessVerdict, access_check, refusal_before_face_work
-from verification.services import lockouts, probe_faces, queueing, reembedding, replays, reviews, thresholds, waits
+from verification.services.access import AccessVerdict, refusal_before_face_work
+from verification.services import lockouts, queueing, replays, waits
 
 logger = logging.getLogger(__name__)
 
@@ -108,149 +108,8 @@ def _refusal_in_request(checkin: CheckIn, *, at: datetime) -> tuple[AccessVerdic
     return verdict, _ms_since(started)
 
 
-def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None:
-    """Worker: claim the check-in, verify the face, decide. Idempotent.
-
-    The claim is a conditional UPDATE: only one worker moves a row from pending to processing. A
-    redelivered task (``reclaim``, after a worker died) or a row stuck past the timeout may be
-    claimed again; ``checkin_decide`` is conditional too, so a row is never decided twice.
-    """
-    from verification import inference  # worker-only: keeps the web process's imports light
-
-    now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.CHECKIN_STUCK_AFTER_SECONDS)
-    claimable = Q(status=CheckIn.Status.PENDING) | Q(status=CheckIn.Status.PROCESSING, started_at__lt=stale_before)
-    if reclaim:
-        claimable |= Q(status=CheckIn.Status.PROCESSING)
-    claimed = CheckIn.objects.filter(Q(pk=checkin_id) & claimable).update(
-        status=CheckIn.Status.PROCESSING, started_at=now, attempts=F("attempts") + 1, updated_at=now
-    )
-    if not claimed:
-        return CheckIn.objects.filter(pk=checkin_id).first()
-    checkin = CheckIn.objects.select_related("device").get(pk=checkin_id)
-    if checkin.attempts > settings.CHECKIN_MAX_ATTEMPTS:
-        checkin_fail(checkin_id=checkin_id, reason=Reason.PROCESSING_ERROR, error="too many attempts")
-        return CheckIn.objects.get(pk=checkin_id)
-
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    if checkin.queued_at is not None:
-        timings["queue_ms"] = round((now - checkin.queued_at).total_seconds() * 1000.0, 3)
-    # The model's thresholds, or the site's own for this model version (manage.py calibrate --apply).
-    info = thresholds.thresholds_effective(info=inference.model_info())
-    verdict: dict[str, Any] = {
-        "threshold": info.threshold, "model_version": info.version, "threshold_source": info.threshold_source,
-    }
-
-    person = selectors.person_by_external_id(external_id=checkin.claimed_external_id)
-    # Revoked after it queued this check-in: refused before anything else (issue 9, item 4).
-    if checkin.device.revoked_at is not None:
-        return _decide_zero(checkin_id, Reason.DEVICE_REVOKED, person, timings, started, verdict)
-    # Locked out (too many recent refusals): refused before any face work, so trying more faces
-    # during a lockout teaches nothing. A shortcut only: checkin_decide checks again under the lock.
-    if lockouts.lockout_blocking(checkin=checkin, at=now) is not None:
-        return _decide_zero(checkin_id, Reason.LOCKED_OUT, person, timings, started, verdict)
-    # The same bytes again (any device, any time): refused before any face work (issue 9, item 7).
-    replay = replays.replay_of_bytes(checkin=checkin)
-    if replay is not None:
-        return _decide_zero(checkin_id, Reason.REPLAYED, person, timings, started, verdict, replay.detail())
-    if person is None:
-        return _decide_zero(checkin_id, Reason.UNKNOWN_PERSON, None, timings, started, verdict)
-    if not selectors.person_is_admitted(person=person, at=checkin.created_at):
-        return _decide_zero(checkin_id, Reason.INACTIVE_PERSON, person, timings, started, verdict)
-    # Access rights at the time of the request, as the rules stand now (checkin_submit refused most
-    # already; this catches rights withdrawn while the check-in waited): before any face work.
-    rights = access_check(person=person, device=checkin.device, at=checkin.created_at)
-    if not rights.allowed:
-        return _decide_zero(checkin_id, rights.reason, person, timings, started, verdict, rights.audit_detail())
-    # Only embeddings of this worker's model version are scored; stale ones are re-embedded first.
-    references, stale_left = reembedding.references_refresh(
-        person=person, model_version=info.version, timings=timings
-    )
-    # Fewer ready photos than the site asks for (ENROLMENT_MIN_REFERENCES): not scored at all.
-    if len(references) < settings.ENROLMENT_MIN_REFERENCES:
-        reason = Reason.REFERENCES_STALE if stale_left else Reason.NO_REFERENCES
-        return _decide_zero(checkin_id, reason, person, timings, started, verdict)
-    try:
-        with checkin.snapshot.open("rb") as handle:
-            data = handle.read()
-    except (FileNotFoundError, ValueError):
-        checkin_fail(checkin_id=checkin_id, reason=Reason.SNAPSHOT_MISSING, error="snapshot file missing")
-        return CheckIn.objects.get(pk=checkin_id)
-    try:
-        face = inference.embed_face(data)
-    except inference.FaceRejected as rejected:
-        timings.update(rejected.timings)
-        return _decide_zero(checkin_id, rejected.reason, person, timings, started, verdict)
-    timings.update(face.timings)
-    probe_faces.probe_face_store(checkin_id=checkin_id, crop=face.crop)  # shown on the audit entry's page
-    probe = replays.embedding_bytes(face.embedding)
-    # A near-duplicate of a recent probe of the same claimed person: a copy, not a camera frame.
-    replay = replays.replay_of_probe(checkin=checkin, embedding=face.embedding, model_version=info.version)
-    if replay is not None:
-        timings["process_ms"] = _ms_since(started)
-        checkin_decide(
-            checkin_id=checkin_id, decision=0, reason=Reason.REPLAYED, person=person, timings=timings,
-            probe_embedding=probe, audit_detail=replay.detail(), **verdict,
-        )
-        return CheckIn.objects.get(pk=checkin_id)
-    scores, timings["score_ms"] = inference.score(face.embedding, selectors.embeddings_matrix(references))
-    # Decide on the MEAN score over the person's references, not the best one: taking the best of k
-    # references gives a stranger k chances (siamese-lfw-1.0.0, LFW fold-8 people, 3 references:
-    # best-of 18.3 % of strangers in, mean 5.6 %; bench/reference_aggregation.py). The threshold is
-    # the one calibrated for this many references at the model's target FAR (ml.operating_point).
-    decision_score = float(scores.mean())
-    best = int(scores.argmax())  # the closest reference, shown beside the snapshot in the audit log
-    verdict["threshold"] = info.threshold_for(len(references))
-    # The review band below it (None: REVIEW_BAND off or no band calibrated): a guard decides there.
-    verdict["review_threshold"] = reviews.review_threshold(info=info, references=len(references))
-    band = reviews.band_verdict(score=decision_score, **{k: verdict[k] for k in ("threshold", "review_threshold")})
-    decision = 1 if band == "admit" else 0
-    timings["process_ms"] = _ms_since(started)
-    # Every reference's score, for the audit entry's page (issue 11, item 2); the decision is their mean.
-    reference_scores = [
-        {"reference_id": reference.pk, "score": round(float(value), 6)} for reference, value in zip(references, scores)
-    ]
-    if band == reviews.MODEL_VERDICT_REVIEW:
-        reviews.checkin_review_open(
-            checkin_id=checkin_id, person=person, score=decision_score, best_reference_id=references[best].pk,
-            timings=timings, probe_embedding=probe, reference_scores=reference_scores, **verdict,
-        )
-        return CheckIn.objects.get(pk=checkin_id)
-    checkin_decide(
-        checkin_id=checkin_id,
-        decision=decision,
-        reason="" if decision else Reason.NO_MATCH,
-        person=person,
-        score=decision_score,
-        best_reference_id=references[best].pk,
-        timings=timings,
-        probe_embedding=probe,
-        audit_detail={"reference_scores": reference_scores},
-        **verdict,
-    )
-    return CheckIn.objects.get(pk=checkin_id)
-
-
 def _ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
-
-
-def _decide_zero(
-    checkin_id: int,
-    reason: str,
-    person: Person | None,
-    timings: dict[str, float],
-    started: float,
-    verdict: dict[str, Any],
-    audit_detail: dict[str, Any] | None = None,
-) -> CheckIn:
-    timings["process_ms"] = _ms_since(started)
-    checkin_decide(
-        checkin_id=checkin_id, decision=0, reason=reason, person=person, timings=timings, audit_detail=audit_detail,
-        **verdict,
-    )
-    return CheckIn.objects.get(pk=checkin_id)
 
 
 @transaction.atomic
