@@ -329,3 +329,34 @@ def test_task_that_keeps_failing_ends_failed_with_its_reason_in_the_audit_log(st
     status = door.get(f"/api/v1/checkins/{checkin.pk}/").json()
     assert (status["status"], status["reason"]) == ("failed", "error")
     assert "score" not in status and "threshold" not in status
+
+
+# --- Rush hour ----------------------------------------------------------------------------------
+
+
+def test_a_backlog_is_decided_in_batches_each_as_alone_and_exactly_once(stack, door: APIClient) -> None:
+    # A worker that finds others waiting takes them along (CHECKIN_BATCH_SIZE) and runs their face work
+    # together: every check-in still gets its own rules, its own face policy and one decision.
+    enroller = stack("enrol")
+    enrol_person_a(enroller)
+    enroller.stop()  # the check-ins below wait in Redis until the next worker starts
+    expected = {
+        "person_a_3.jpg": (1, ""),  # the enrolled person (references person_a_1, person_a_2)
+        "person_b_3.jpg": (0, "no_match"),  # another person claiming to be them
+        "two_faces.jpg": (0, "multiple_faces"),
+        "no_face.jpg": (0, "no_face"),
+        "plain": (0, "no_face"),  # a frame of another size: its own detector call
+    }
+    backlog = {
+        name: submit(door, "EMP-A", jpeg(None if name == "plain" else FACES / name)).json()["id"] for name in expected
+    }
+    batcher = stack("batcher", CHECKIN_BATCH_SIZE="4")
+
+    decided = {name: final(checkin_id) for name, checkin_id in backlog.items()}
+
+    assert {name: (c.decision, c.reason) for name, c in decided.items()} == expected
+    assert all(decision_entries(checkin_id) == 1 for checkin_id in backlog.values())
+    # Rows claimed in one batch share their claim's timestamp.
+    claimed_together = max(sum(c.started_at == other.started_at for c in decided.values()) for other in decided.values())
+    assert claimed_together >= 2, "no two check-ins of the backlog were claimed in one batch"
+    assert batcher.log_text().count("checkin_process_task[") >= len(backlog)
