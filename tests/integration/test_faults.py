@@ -1,5 +1,6 @@
-"""Fault tests on the real stack: nothing is lost when Redis goes away or a worker is SIGKILLed, and a
-task that keeps failing ends ``failed`` with its reason in the audit log.
+"""Fault tests on the real stack: nothing is lost when Redis goes away or a worker is SIGKILLed, a
+task that keeps failing ends ``failed`` with its reason in the audit log, and a backlog is decided in
+batches, each check-in exactly once.
 
 Each test brings its own ``redis-server`` on a free port (``--save '' --appendonly no``) and its own
 worker processes on it: the machine's shared Redis (and the package's worker on its claimed database)
