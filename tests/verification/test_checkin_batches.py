@@ -166,3 +166,22 @@ def test_when_the_shared_face_work_fails_the_rows_taken_along_go_back_to_the_que
     assert [CheckIn.objects.get(pk=c.pk).status for c in (second, third)] == ["pending", "pending"]
     assert sorted(queued) == [second.pk, third.pk]
     assert CheckIn.objects.get(pk=first.pk).status == "processing"  # the task releases it (tasks.py)
+
+
+def test_when_the_database_goes_mid_batch_the_task_sees_that_error_not_the_hand_backs(
+    device, enrolled_person, fake_model, settings, monkeypatch
+):
+    settings.CHECKIN_BATCH_SIZE = 4
+    first, second = submit(device), submit(device)
+
+    def database_gone(datas):
+        raise DatabaseError("server closed the connection")
+
+    def release_fails(**kwargs):
+        raise DatabaseError("still gone")
+
+    monkeypatch.setattr(inference, "embed_faces", database_gone)
+    monkeypatch.setattr(processing, "checkin_release", release_fails)
+    with pytest.raises(DatabaseError, match="server closed"):  # the task retries on this one
+        services.checkin_process(checkin_id=first.pk)
+    assert CheckIn.objects.get(pk=second.pk).status == "processing"  # left for the stuck-check-in sweep

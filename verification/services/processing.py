@@ -67,7 +67,7 @@ def checkin_process(*, checkin_id: int, reclaim: bool = False) -> CheckIn | None
         work = [item for item in [own, *taken_along] if isinstance(item, _FaceWork)]
         faces = _faces(work)
     except BaseException:
-        _hand_back(others)  # only those still processing go back: decided ones stay decided
+        _hand_back_quietly(others)  # only those still processing go back: decided ones stay decided
         raise
     own_face = None
     for item, face in zip(work, faces):
@@ -114,6 +114,15 @@ def _hand_back(checkin_ids: list[int]) -> None:
     for checkin_id in checkin_ids:
         if checkin_release(checkin_id=checkin_id, error="handed back: the batch it was taken into failed"):
             queueing.enqueue("checkin_process_task", checkin_id)
+
+
+def _hand_back_quietly(checkin_ids: list[int]) -> None:
+    """:func:`_hand_back` while another error propagates: a database that is gone must not hide it (the
+    stuck-check-in sweep re-queues what could not be handed back)."""
+    try:
+        _hand_back(checkin_ids)
+    except Exception:  # noqa: BLE001 - the original error is what the task must see
+        logger.exception("could not hand back check-ins %s; the sweep will re-queue them", checkin_ids)
 
 
 def _guarded(checkin_id: int, step: Any) -> Any:
