@@ -10,7 +10,6 @@ two people's multiplicities), not from a binomial over pairs.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 

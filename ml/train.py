@@ -24,14 +24,14 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ml.augment import augment_batch, center_crop
-from ml.data import TrainingSet, build_training_set, pairs_from_protocol
+from ml.data import TrainingSet, build_training_set
 from ml.lfw import read_protocol
 from ml.metrics import best_threshold, report_at
 from ml.preprocess import build_cache, load_cache

@@ -280,7 +280,7 @@ def test_worker_sigkilled_mid_verification_is_redelivered_and_decides_exactly_on
     assert (checkin.status, checkin.decision, checkin.reason) == ("decided", 1, "")
     assert checkin.attempts == 2  # claimed by the victim, reclaimed once by the rescuer
     assert decision_entries(checkin_id) == 1
-    assert f"checkin_process_task[" in rescuer.log_text()
+    assert "checkin_process_task[" in rescuer.log_text()
     time.sleep(2)
     assert decision_entries(checkin_id) == 1 and CheckIn.objects.get(pk=checkin_id).attempts == 2
 

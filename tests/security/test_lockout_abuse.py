@@ -12,7 +12,6 @@ WARNING and shown on the admin's front page.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import pytest
 from django.urls import reverse
@@ -53,14 +52,18 @@ def impostor(enrolled_person, fake_model):
 # --- Decide and count under the same lock --------------------------------------------------------
 
 
-def test_attempts_in_flight_when_the_lockout_starts_are_refused_locked_out_not_judged(device, impostor, monkeypatch):
+def test_attempts_in_flight_when_the_lockout_starts_are_refused_locked_out_not_judged(
+    device, impostor, monkeypatch, settings
+):
     """Three workers each claim an attempt before any of them decides (W = 3 in parallel).
 
     The face work of the first attempt runs while the second is claimed, and so on (nested calls stand
     in for parallel workers, deterministically). The innermost attempt decides first: the fifth refusal,
     which locks the person out. The two attempts still in flight then carry a matching face; judged on
-    it, they would have been two extra tries (and two admissions).
+    it, they would have been two extra tries (and two admissions). One check-in per worker here; the
+    next test takes them in one batch.
     """
+    settings.CHECKIN_BATCH_SIZE = 1
     for _ in range(4):
         assert attempt(device).reason == "no_match"
     in_flight = [submit(device) for _ in range(3)]
@@ -84,6 +87,35 @@ def test_attempts_in_flight_when_the_lockout_starts_are_refused_locked_out_not_j
     audit = AuditEntry.objects.get(checkin=in_flight[0], kind="decision")
     assert (audit.decision, audit.reason) == (0, "locked_out")
     assert audit.detail["superseded"]["decision"] == 1  # what the face said, kept for the officer
+    assert audit_verify()[1] is None
+
+
+def test_attempts_judged_in_one_batch_after_the_lockout_starts_are_refused_locked_out(
+    device, impostor, monkeypatch, settings
+):
+    """A worker takes three queued attempts into one batch (issue 12): their face work is done before
+    any is decided. The first decided is the fifth refusal; the two decided after it carry a matching
+    face and must be refused ``locked_out``, not judged on it."""
+    settings.CHECKIN_BATCH_SIZE = 4
+    for _ in range(4):
+        assert attempt(device).reason == "no_match"
+    batch = [submit(device) for _ in range(3)]
+    real_score = inference.score
+    scored = []
+
+    def first_refused_then_matching(probe, references):
+        scores, ms = real_score(probe, references)
+        scored.append(len(scored))
+        return (scores * 0 + (0.1 if len(scored) == 1 else 0.99)), ms
+
+    monkeypatch.setattr(inference, "score", first_refused_then_matching)
+    services.checkin_process(checkin_id=batch[0].pk)
+
+    reasons = sorted(CheckIn.objects.get(pk=c.pk).reason for c in batch)
+    assert reasons == ["locked_out", "locked_out", "no_match"]
+    assert CheckIn.objects.filter(pk__in=[c.pk for c in batch], decision=1).count() == 0
+    assert Lockout.objects.filter(scope="person").count() == 1
+    assert impostor.calls["embed_faces"] == 1  # one batch, as intended
     assert audit_verify()[1] is None
 
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.conftest import image_bytes
-from verification import roles, services
+from verification import roles
 from verification.models import AuditEntry, Person, ReferenceImage
 from verification.services.people_import import EXAMPLE_CSV, people_import
 
