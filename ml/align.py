@@ -50,7 +50,9 @@ accuracy-versus-face-size curve of ``siamese-lfw-2.0.0`` (``python -m ml robustn
 ``ml/models/siamese-lfw-2/size_curve.json``): at faces 30 / 40 / 50 / 60 / 80 px wide the FAR stays
 0.85-0.92 x 1e-3 and the FRR 55-57 %, as on the clean photos (0.91 x 1e-3, 55 %); the shipped
 ``siamese-lfw-2.1.0`` (``ml/models/siamese-lfw-2-1/size_curve.json``): FAR 0.89-0.98 x 1e-3 and FRR
-51-53 % from 30 to 100 px (clean 1.00 x 1e-3, 50 %). 40 px rather than
+51-53 % from 30 to 100 px (clean 1.00 x 1e-3, 50 %); the shipped ``siamese-lfw-2.2.0``
+(``ml/models/siamese-lfw-2-2/size_curve.json``): FAR 0.85-0.90 x 1e-3 and FRR 49-51 % (clean 0.89 x 1e-3,
+48 %). 40 px rather than
 30: it is the smallest minimum whose possible rivals (``SECOND_FACE_RATIO`` x 40 = 24 px) are still
 above the detector's floor ``MIN_DETECT_FACE_PX``, so every face that could refuse the frame is seen.
 """
@@ -76,13 +78,16 @@ COARSE_SEARCH_FACE_PX = 40
 """Smallest face :func:`find_principal_face`'s first search looks for (original-frame pixels).
 
 Its result decides the frame when the largest face is at least ``COARSE_SEARCH_FACE_PX /
-SECOND_FACE_RATIO`` (80 px): then no face the fine search could add would be a rival. Door faces are
-mostly larger; the benchmark's door frame (a 250x250 fixture photo) holds an 84-px face. Measured on
-785 fold-8 LFW photos placed in 640x480 frames at faces of ~65-190 px (issue 12): 70 % were decided by
-the first search alone, whose detection cost 38 ms of CPU against 58 ms for the fine search (median,
-one thread, mtcnn's stock driver in both); refusal reasons agreed on 783 of 785 (twice a partial rival
-at the photo's edge, ~80 px, was found only by the fine search); AUC over the pairs 0.9785 against
-0.9774. At 60 px only 48 % of those frames were decided by the first search.
+SECOND_FACE_RATIO`` (67 px): then no face the fine search could add would be a rival. Door faces are
+mostly larger (a 640x480 camera with a 60-degree lens sees a face 1 m away at about 80 px); the
+benchmark's door frame holds a 78-px face. Measured (``bench/face_search.py``, 513 fold-8 LFW photos
+placed in 640x480 frames with faces of ~65-190 px, one TensorFlow thread): 89 % of frames were decided by
+the coarse search alone; CPU per frame 34.8 ms median against 45.4 ms for the fine search alone (47.1
+with mtcnn's own driver), 35.0 against 48.4 ms on the benchmark's frame; the face policy's answer was
+the same for 506 of 513 frames (the other 7 both ways, 4 and 3: a partial background face near the 0.6
+ratio, seen a little larger or smaller by one search than the other); AUC over the 253 usable pairs 0.9746
+against 0.9759 (on another draw at 48 px: 0.9785 against 0.9774). 48 px decided 70 % of a similar set
+alone, 60 px 48 %.
 """
 
 MIN_CONFIDENCE = 0.90
