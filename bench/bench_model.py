@@ -1,5 +1,8 @@
 """Model benchmark: detection+alignment per 640x480 frame, embedding per face, scoring a probe.
 
+Also the coarse face search (``ml.align.coarse_search``'s sizes) of 1, 4 and 8 door frames in one call,
+per frame: what a worker that takes waiting check-ins along saves on detection (issue 12).
+
     .venv/bin/python bench/bench_model.py [--model DIR] [--repeats N] [--threads N]
 
 Prints medians (and p90) in milliseconds. Targets (issue 2): embedding <= 15 ms per face at
@@ -60,6 +63,14 @@ def main() -> None:
           f"flip-average {model.flip_average}")
 
     _line("detect + align, 640x480 frame", _timings(lambda: ml.extract_face(frame), max(10, args.repeats // 2)))
+    from ml import align
+
+    shifted = [np.roll(frame, 8 * i, axis=1) for i in range(8)]  # different frames of one size
+    for count in (1, 4, 8):
+        _line(f"coarse search, {count} frame(s) in one call (per frame)", _timings(
+            lambda: align.detect_faces_batch(shifted[:count], min_face_px=align.COARSE_SEARCH_FACE_PX,
+                                             detail_face_px=align.MIN_DETECT_FACE_PX),
+            max(10, args.repeats // 2)), per=count)
     face = ml.extract_face(frame)
     batch1 = face[None]
     batch32 = np.repeat(batch1, 32, axis=0)
