@@ -8,7 +8,8 @@ or stop it from searching efficiently, so :func:`run_detector` drives the packag
   once for inputs of any size and count (``_STAGE_INPUTS``), so no door ever pays a trace (0.2-3 s).
 - **The frame converted again and again.** The normalised frame is a NumPy array, and every pyramid
   level and both refinement stages convert it to a tensor anew (2.5 MB each for a 533x400 copy, eleven
-  times per frame). It is converted once here: about 30 % of a detection, with identical output.
+  times per frame). It is converted once here, with identical output: 4-11 % of a detection's CPU on a
+  quiet machine (``bench/face_search.py``), more when memory bandwidth is contended.
 - **A pyramid that ignores ``min_face_size``.** The package sizes its image pyramid for 20-px faces
   whatever is asked, so a larger ``min_face_size`` adds levels below PNet's 12-px input and the whole
   call silently finds nothing. :func:`pyramid_scales` keeps only levels PNet can read, so a search can
@@ -16,7 +17,7 @@ or stop it from searching efficiently, so :func:`run_detector` drives the packag
   still cut their patches from the same full-resolution frame.
 
 With the package's defaults (``min_face_px`` 20) :func:`run_detector` returns what
-``MTCNN().detect_faces`` returns (``tests/ml/test_align.py`` checks it).
+``MTCNN().detect_faces`` returns (``tests/ml/test_detector.py`` checks it).
 """
 
 from __future__ import annotations
