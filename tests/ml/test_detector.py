@@ -17,6 +17,14 @@ def _read(name: str) -> np.ndarray:
     return ml.decode_image((FACES / name).read_bytes())
 
 
+@pytest.fixture(scope="module")
+def plain_mtcnn():
+    """mtcnn's own detector, as the package runs it (eager Keras calls, its own pyramid)."""
+    from mtcnn import MTCNN
+
+    return MTCNN()
+
+
 def _in_door_frame(photo: np.ndarray) -> np.ndarray:
     frame = np.full((480, 640, 3), 110, dtype=np.uint8)
     left = (640 - photo.shape[1]) // 2
@@ -25,12 +33,10 @@ def _in_door_frame(photo: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["two_faces.jpg", "person_a_1.jpg"])
-def test_the_driver_finds_exactly_what_plain_mtcnn_finds(name):
-    from mtcnn import MTCNN
-
+def test_the_driver_finds_exactly_what_plain_mtcnn_finds(name, plain_mtcnn):
     image = _read(name)
     for frame in (image, _in_door_frame(image)):
-        plain = sorted(MTCNN().detect_faces(frame), key=lambda f: f["box"])
+        plain = sorted(plain_mtcnn.detect_faces(frame), key=lambda f: f["box"])
         ours = sorted(run_detector([frame])[0], key=lambda f: f["box"])
         assert len(plain) == len(ours) >= 1
         for a, b in zip(plain, ours):
@@ -63,13 +69,11 @@ def test_a_search_from_larger_faces_skips_the_finest_levels_and_keeps_every_leve
     assert len(pyramid_scales(400, 533, 500)) == 0  # no face that large fits: nothing to search
 
 
-def test_a_search_from_larger_faces_still_finds_them_where_plain_mtcnn_finds_nothing():
+def test_a_search_from_larger_faces_still_finds_them_where_plain_mtcnn_finds_nothing(plain_mtcnn):
     # mtcnn 1.0 sizes its pyramid for 20-px faces whatever min_face_size says; its smallest levels fall
     # under PNet's input and the call returns nothing. The driver's pyramid stops at readable levels.
-    from mtcnn import MTCNN
-
     image = _read("two_faces.jpg")
-    assert MTCNN().detect_faces(image, min_face_size=60) == []
+    assert plain_mtcnn.detect_faces(image, min_face_size=60) == []
     assert len(run_detector([image], min_face_px=60)[0]) == 2
     assert run_detector([image], min_face_px=400)[0] == []  # larger than any face there
 
