@@ -111,19 +111,25 @@ def test_a_rejected_face_refuses_only_its_own_checkin(device, enrolled_person, f
     assert decided == {first.pk: (1, ""), blurred.pk: (0, "no_face"), third.pk: (1, "")}
 
 
+def _finishing_fails_for(monkeypatch, checkin: CheckIn, error: Exception) -> None:
+    """Deciding ``checkin`` (after its face work) raises ``error``; every other check-in is decided."""
+    real_finish = processing._finish
+
+    def finish(work, face):
+        if work.checkin_id == checkin.pk:
+            raise error
+        return real_finish(work, face)
+
+    monkeypatch.setattr(processing, "_finish", finish)
+
+
 def test_a_transient_error_on_a_row_taken_along_hands_it_back_and_the_rest_is_decided(
     device, enrolled_person, fake_model, settings, monkeypatch, queued
 ):
     settings.CHECKIN_BATCH_SIZE = 4
     first, unlucky, third = submit(device), submit(device), submit(device)
-    real_finish = processing._finish
+    _finishing_fails_for(monkeypatch, unlucky, DatabaseError("connection reset"))
 
-    def finish(work, face):
-        if work.checkin_id == unlucky.pk:
-            raise DatabaseError("connection reset")
-        return real_finish(work, face)
-
-    monkeypatch.setattr(processing, "_finish", finish)
     services.checkin_process(checkin_id=first.pk)
 
     assert [CheckIn.objects.get(pk=c.pk).status for c in (first, unlucky, third)] == ["decided", "pending", "decided"]
@@ -134,14 +140,8 @@ def test_a_transient_error_on_a_row_taken_along_hands_it_back_and_the_rest_is_de
 def test_a_bug_on_a_row_taken_along_fails_that_row_alone(device, enrolled_person, fake_model, settings, monkeypatch):
     settings.CHECKIN_BATCH_SIZE = 4
     first, broken = submit(device), submit(device)
-    real_finish = processing._finish
+    _finishing_fails_for(monkeypatch, broken, ValueError("a bug"))
 
-    def finish(work, face):
-        if work.checkin_id == broken.pk:
-            raise ValueError("a bug")
-        return real_finish(work, face)
-
-    monkeypatch.setattr(processing, "_finish", finish)
     services.checkin_process(checkin_id=first.pk)
 
     broken.refresh_from_db()
