@@ -1,6 +1,6 @@
 """Model benchmark: detection+alignment per 640x480 frame, embedding per face, scoring a probe.
 
-Also the coarse face search (``ml.align.coarse_search``'s sizes) of 1, 4 and 8 door frames in one call,
+Also the coarse face search (``ml.align.coarse_search_batch``) of 1, 4 and 8 door frames in one call,
 per frame: what a worker that takes waiting check-ins along saves on detection (issue 12).
 
     .venv/bin/python bench/bench_model.py [--model DIR] [--repeats N] [--threads N]
@@ -67,10 +67,8 @@ def main() -> None:
 
     shifted = [np.roll(frame, 8 * i, axis=1) for i in range(8)]  # different frames of one size
     for count in (1, 4, 8):
-        _line(f"coarse search, {count} frame(s) in one call (per frame)", _timings(
-            lambda: align.detect_faces_batch(shifted[:count], min_face_px=align.COARSE_SEARCH_FACE_PX,
-                                             detail_face_px=align.MIN_DETECT_FACE_PX),
-            max(10, args.repeats // 2)), per=count)
+        _line(f"coarse search, {count} frame(s) in one call (per frame)",
+              _timings(lambda: align.coarse_search_batch(shifted[:count]), max(10, args.repeats // 2)), per=count)
     face = ml.extract_face(frame)
     batch1 = face[None]
     batch32 = np.repeat(batch1, 32, axis=0)

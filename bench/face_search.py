@@ -116,8 +116,7 @@ def main() -> None:
         coarse_faces, cost = _timed(lambda: align.coarse_search(frame))
         coarse, rest = _timed(lambda: _policy(lambda: align.principal_after_coarse_search(frame, coarse_faces)))
         ms["coarse_first"].append(cost + rest)
-        confident = [f.size for f in coarse_faces if f.confidence >= align.MIN_CONFIDENCE]
-        decided_by_coarse += bool(confident) and align.SECOND_FACE_RATIO * max(confident) >= align.COARSE_SEARCH_FACE_PX
+        decided_by_coarse += align.coarse_search_decides(coarse_faces)
         agree += fine[0] == coarse[0]
         if fine[0] != coarse[0]:
             disagreements.append({"photo": path, "fine": fine[0], "coarse_first": coarse[0]})

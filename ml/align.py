@@ -273,18 +273,28 @@ def coarse_search(image_rgb: ImageRGB) -> list[DetectedFace]:
     return detect_faces(image_rgb, min_face_px=COARSE_SEARCH_FACE_PX, detail_face_px=MIN_DETECT_FACE_PX)
 
 
+def coarse_search_batch(images: Sequence[ImageRGB]) -> list[list[DetectedFace]]:
+    """:func:`coarse_search` of several same-sized frames in one detector call (rush-hour batches, the
+    robustness suite); :func:`principal_after_coarse_search` does the rest per frame."""
+    return detect_faces_batch(images, min_face_px=COARSE_SEARCH_FACE_PX, detail_face_px=MIN_DETECT_FACE_PX)
+
+
+def coarse_search_decides(faces: Sequence[DetectedFace]) -> bool:
+    """Whether the coarse search's ``faces`` settle the face policy: their largest confident face is so
+    large that any rival (``SECOND_FACE_RATIO`` of it) would have been searched for too."""
+    confident = [f.size for f in faces if f.confidence >= MIN_CONFIDENCE]
+    return bool(confident) and SECOND_FACE_RATIO * max(confident) >= COARSE_SEARCH_FACE_PX
+
+
 def principal_after_coarse_search(
     image_rgb: ImageRGB, faces: Sequence[DetectedFace], *, min_face_px: float = MIN_FACE_PX
 ) -> DetectedFace:
-    """The rest of :func:`find_principal_face` given the coarse search's ``faces`` (callers that detect
-    many frames in one batch use :func:`detect_faces_batch` with the same sizes as :func:`coarse_search`).
+    """The rest of :func:`find_principal_face` given the coarse search's ``faces``.
 
-    The coarse result decides when its largest confident face is so large that any rival
-    (``SECOND_FACE_RATIO`` of it) would have been searched for too; otherwise the frame is searched
-    again down to ``MIN_DETECT_FACE_PX``, which also tells a face too small to verify from no face.
+    The coarse result decides when :func:`coarse_search_decides`; otherwise the frame is searched again
+    down to ``MIN_DETECT_FACE_PX``, which also tells a face too small to verify from no face.
     """
-    confident = [f.size for f in faces if f.confidence >= MIN_CONFIDENCE]
-    if not confident or SECOND_FACE_RATIO * max(confident) < COARSE_SEARCH_FACE_PX:
+    if not coarse_search_decides(faces):
         faces = detect_faces(image_rgb, min_face_px=MIN_DETECT_FACE_PX)
     return choose_principal_face(faces, min_face_px=min_face_px)
 

@@ -149,8 +149,7 @@ def door_embeddings(model, frames: list[np.ndarray], *, min_face_px: float | Non
     for indices in by_shape.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            found = align.detect_faces_batch([frames[i] for i in chunk], min_face_px=align.COARSE_SEARCH_FACE_PX,
-                                             detail_face_px=align.MIN_DETECT_FACE_PX)
+            found = align.coarse_search_batch([frames[i] for i in chunk])
             for i, faces in zip(chunk, found):
                 try:
                     face = align.principal_after_coarse_search(frames[i], faces, min_face_px=policy_min)

@@ -272,26 +272,36 @@ def model_info() -> ModelInfo:
                      )))
 
 
-def _decode_and_detect(data: bytes, detect: Any) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
-    """Decode ``data`` and run ``detect(rgb) -> (crop, landmarks or None)``: the aligned crop, the
-    landmarks and the decode/detect timings. Image and face problems become ``FaceRejected``."""
+def _decode(data: bytes) -> tuple[np.ndarray, dict[str, float]]:
+    """The decoded RGB frame and its decode time; an unreadable image becomes ``FaceRejected``."""
     import ml
 
-    timings: dict[str, float] = {}
     start = time.perf_counter()
     try:
         rgb = ml.decode_image(data, max_pixels=settings.IMAGE_MAX_PIXELS)
     except ml.ImageError as exc:
         raise FaceRejected("unreadable_image", str(exc), {"decode_ms": _ms_since(start)}) from exc
-    timings["decode_ms"] = _ms_since(start)
+    return rgb, {"decode_ms": _ms_since(start)}
 
+
+def _face_rejected(exc: Exception, timings: dict[str, float]) -> FaceRejected:
+    """``ml``'s face error as the rejection the app knows (an unknown reason reads as no face)."""
+    reason = getattr(exc, "reason", "")
+    return FaceRejected(reason if reason in _FACE_REASONS else "no_face", str(exc), timings)
+
+
+def _decode_and_detect(data: bytes, detect: Any) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
+    """Decode ``data`` and run ``detect(rgb) -> (crop, landmarks or None)``: the aligned crop, the
+    landmarks and the decode/detect timings. Image and face problems become ``FaceRejected``."""
+    import ml
+
+    rgb, timings = _decode(data)
     start = time.perf_counter()
     try:
         crop, landmarks = detect(rgb)
     except ml.FaceError as exc:
         timings["detect_ms"] = _ms_since(start)
-        reason = exc.reason if exc.reason in _FACE_REASONS else "no_face"
-        raise FaceRejected(reason, str(exc), timings) from exc
+        raise _face_rejected(exc, timings) from exc
     timings["detect_ms"] = _ms_since(start)
     return np.asarray(crop, dtype=np.uint8), landmarks, timings
 
@@ -330,7 +340,7 @@ def embed_faces(datas: list[bytes]) -> list[FaceEmbedding | FaceRejected]:
     """:func:`embed_face` for several snapshots at once, one result (or rejection) per snapshot, in order.
 
     Same-sized frames share one call of the face search's first, coarse step
-    (``ml.align.detect_faces_batch``) and all faces one call of the network: per frame that costs less
+    (``ml.align.coarse_search_batch``) and all faces one call of the network: per frame that costs less
     than one at a time (bench/README.md). Each frame gets exactly the face policy and the crop it would
     get alone; one bad frame rejects only itself. A frame's timings are its own decode and its share of
     the batched steps.
@@ -342,12 +352,10 @@ def embed_faces(datas: list[bytes]) -> list[FaceEmbedding | FaceRejected]:
     frames: dict[int, np.ndarray] = {}
     timings: list[dict[str, float]] = [{} for _ in datas]
     for index, data in enumerate(datas):
-        start = time.perf_counter()
         try:
-            frames[index] = ml.decode_image(data, max_pixels=settings.IMAGE_MAX_PIXELS)
-        except ml.ImageError as exc:
-            results[index] = FaceRejected("unreadable_image", str(exc), {"decode_ms": _ms_since(start)})
-        timings[index]["decode_ms"] = _ms_since(start)
+            frames[index], timings[index] = _decode(data)
+        except FaceRejected as rejected:
+            results[index] = rejected
 
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for index, rgb in frames.items():
@@ -355,8 +363,7 @@ def embed_faces(datas: list[bytes]) -> list[FaceEmbedding | FaceRejected]:
     crops: dict[int, np.ndarray] = {}
     for indices in by_shape.values():
         start = time.perf_counter()
-        first = align.detect_faces_batch([frames[i] for i in indices], min_face_px=align.COARSE_SEARCH_FACE_PX,
-                                         detail_face_px=align.MIN_DETECT_FACE_PX)
+        first = align.coarse_search_batch([frames[i] for i in indices])
         shared_ms = _ms_since(start) / len(indices)
         for index, faces in zip(indices, first):
             start = time.perf_counter()
@@ -364,11 +371,9 @@ def embed_faces(datas: list[bytes]) -> list[FaceEmbedding | FaceRejected]:
                 face = align.principal_after_coarse_search(frames[index], faces)
                 crops[index] = align.align_face(frames[index], face.landmarks)
             except ml.FaceError as exc:
+                results[index] = _face_rejected(exc, timings[index])
+            finally:
                 timings[index]["detect_ms"] = round(shared_ms + _ms_since(start), 3)
-                reason = exc.reason if exc.reason in _FACE_REASONS else "no_face"
-                results[index] = FaceRejected(reason, str(exc), timings[index])
-                continue
-            timings[index]["detect_ms"] = round(shared_ms + _ms_since(start), 3)
 
     if crops:
         order = sorted(crops)

@@ -29,7 +29,7 @@ from verification import selectors
 from verification.models import CheckIn, Person, ReferenceImage
 from verification.services import lockouts, probe_faces, queueing, reembedding, replays, reviews, thresholds
 from verification.services.access import access_check
-from verification.services.checkins import TRANSIENT_ERRORS, checkin_decide, checkin_fail, checkin_release
+from verification.services.checkins import TRANSIENT_ERRORS, _ms_since, checkin_decide, checkin_fail, checkin_release
 
 logger = logging.getLogger(__name__)
 
@@ -266,10 +266,6 @@ def _finish(work: _FaceWork, face: Any) -> CheckIn:
         **verdict,
     )
     return CheckIn.objects.get(pk=checkin_id)
-
-
-def _ms_since(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000.0, 3)
 
 
 def _decide_zero(
