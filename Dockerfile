@@ -1,9 +1,9 @@
 # Two images from one Dockerfile (docker-compose.yml builds both):
 #   web     gunicorn + Django/DRF, also `beat` and the one-shot `migrate`: pyproject.toml's base
 #           dependencies only, no TensorFlow and no OpenCV (the web process never imports `ml`).
-#   worker  the Celery worker: the same plus the `worker` extra, as tensorflow-cpu and
-#           opencv-python-headless (deploy/image_requirements.py). Training packages (the `train`
-#           extra) are in neither.
+#   worker  the Celery worker: the same plus the `worker` extra: LiteRT (TensorFlow Lite's runtime, which
+#           runs the converted networks) and opencv-python-headless (deploy/image_requirements.py).
+#           TensorFlow itself and the training packages (the `train` extra) are in neither.
 # Build one with `docker build --target web .` (or worker); the last stage, worker, is the default.
 # Python 3.11, the oldest supported version (CI tests 3.11 and the newest); Debian 12 pinned.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -24,7 +24,7 @@ RUN useradd --create-home --uid 10001 app \
 # --- Dependencies, read from pyproject.toml itself, so a code change reinstalls nothing -----------------
 # (nor a README change: the project itself is installed only in the final stages)
 # Only the finished /opt/venv reaches an image, so what is deleted here costs nothing: setuptools (the
-# project's own install builds in an isolated environment; the worker's TensorFlow brings it back), the
+# project's own install builds in an isolated environment), the
 # packages' own test suites and translation sources (*.po; Django reads the compiled *.mo).
 FROM base AS web-deps
 COPY pyproject.toml ./
@@ -38,21 +38,13 @@ RUN python -m venv "$VIRTUAL_ENV" \
     && find "$VIRTUAL_ENV" -name '*.po' -delete
 
 FROM web-deps AS worker-deps
-# TensorFlow's C++ headers (tensorflow/include, ~265 MB) only build custom ops, and libclang only
-# serves TensorFlow's own packaging scripts: neither is used at run time. TensorFlow's libraries ship
-# with their full symbol tables (~210 MB): stripped to what the dynamic linker needs, as Debian strips
-# every library it packages (binutils stays in this stage).
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends binutils \
-    && rm -rf /var/lib/apt/lists/*
+# The worker runs the networks as TensorFlow Lite files on LiteRT (ml/lite.py): no TensorFlow here.
 RUN python deploy/image_requirements.py worker > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt \
-    && rm -rf "$VIRTUAL_ENV"/lib/python3*/site-packages/tensorflow/include \
-    && find "$VIRTUAL_ENV"/lib/python3*/site-packages/tensorflow -name '*.so*' -type f -exec strip --strip-unneeded {} + \
-    && pip uninstall --yes libclang \
     && find "$VIRTUAL_ENV" -type d -name tests -prune -exec rm -rf {} + \
-    && python -c "import cv2, tensorflow, mtcnn"
+    && python -c "import cv2, ai_edge_litert.interpreter" \
+    && python -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in ('tensorflow', 'keras', 'mtcnn')))"
 
 # --- The images: the environment, then the project installed the way the README installs it -----------
 FROM base AS web

@@ -5,7 +5,7 @@ per frame: what a worker that takes waiting check-ins along saves on detection (
 
     .venv/bin/python bench/bench_model.py [--model DIR] [--repeats N] [--threads N]
 
-Prints medians (and p90) in milliseconds. Targets (issue 2): embedding <= 15 ms per face at
+Prints medians (and p90) in milliseconds, then the process's resident memory. Targets (issue 2): embedding <= 15 ms per face at
 batch 1; scoring one probe against 1,000 cached references <= 5 ms.
 """
 
@@ -43,24 +43,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model directory (default: the shipped model)")
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = default)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per network (default 1, as a worker of one pool process per core)")
     args = parser.parse_args()
 
     import ml
 
-    if args.threads:
-        import tensorflow as tf
+    import cv2
 
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+    from ml.lite import set_threads
+
+    set_threads(args.threads)
+    cv2.setNumThreads(args.threads)
 
     face_photo = ml.decode_image(FIXTURE.read_bytes())
     frame = np.full((480, 640, 3), 110, dtype=np.uint8)
     frame[115:365, 195:445] = face_photo  # a 640x480 door-camera frame with one face
     model = ml.load_model(args.model)
     model.warm_up()
-    print(f"model {model.version}  threshold {model.threshold:.4f}  embedding dim {model.embedding_dim}  "
-          f"flip-average {model.flip_average}")
+    print(f"model {model.version} on {model.runtime}  threshold {model.threshold:.4f}  embedding dim "
+          f"{model.embedding_dim}  flip-average {model.flip_average}  threads {args.threads}")
 
     _line("detect + align, 640x480 frame", _timings(lambda: ml.extract_face(frame), max(10, args.repeats // 2)))
     from ml import align
@@ -80,6 +81,15 @@ def main() -> None:
         references = rng.normal(size=(count, model.embedding_dim)).astype(np.float32)
         references /= np.linalg.norm(references, axis=1, keepdims=True)
         _line(f"score probe vs {count} cached references", _timings(lambda: model.score(probe, references), args.repeats * 4))
+    print(_memory())
+
+
+def _memory() -> str:
+    """This process's resident memory with the model and detector loaded and run: libraries' pages
+    (file-backed, shared between the processes of one host) and its own."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    mib = {key: int(status[key].split()[0]) / 1024 for key in ("VmRSS", "RssFile", "RssAnon")}
+    return f"process RSS {mib['VmRSS']:.0f} MiB: {mib['RssFile']:.0f} MiB file-backed (libraries), {mib['RssAnon']:.0f} MiB its own"
 
 
 if __name__ == "__main__":

@@ -3,9 +3,8 @@
     python deploy/image_requirements.py             # web: the base dependencies only
     python deploy/image_requirements.py worker      # the `worker` extra alone (on top of web's)
 
-The images install the same releases as pyproject.toml names, with two packages swapped for their
-smaller builds of the same library and version: ``tensorflow`` -> ``tensorflow-cpu`` (no CUDA kernels;
-the containers have no GPU) and ``opencv-python`` -> ``opencv-python-headless`` (no GUI, no libGL).
+The images install the same releases as pyproject.toml names, with ``opencv-python`` swapped for
+``opencv-python-headless``, its smaller build of the same library and version (no GUI, no libGL).
 A self-reference such as ``accesscontrol[worker]`` is left out: the image installs each group itself.
 Standard library only: it runs in the image's bare Python before anything is installed.
 """
@@ -20,7 +19,6 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 # pyproject name -> the build an image installs instead (same import name, same version pin).
 IMAGE_BUILDS = {
-    "tensorflow": "tensorflow-cpu",
     "opencv-python": "opencv-python-headless",
 }
 

@@ -1,4 +1,4 @@
-"""``python -m ml train | evaluate | score-pairs | robustness | review-band | info``: thin commands over the package API."""
+"""``python -m ml train | evaluate | score-pairs | robustness | review-band | info | convert``: thin commands over the package API."""
 
 from __future__ import annotations
 
@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="print the model's manifest as JSON")
     _model_arg(info)
+
+    convert = commands.add_parser("convert", help="write the TensorFlow Lite files the worker runs", description=(
+        "Convert a model directory's Keras network (model.keras) into tower.tflite and head.npz, which the worker "
+        "serves with LiteRT (new models get them from training). --detector instead converts the installed "
+        "mtcnn package's three networks into ml/detector_models. Needs TensorFlow (the train or dev extra)."))
+    _model_arg(convert)
+    convert.add_argument("--detector", action="store_true", help="convert MTCNN's networks instead of a model")
     return parser
 
 
@@ -214,6 +221,22 @@ def _cmd_review_band(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    import keras
+
+    from ml import convert, layers  # noqa: F401  (layers registers the custom layers)
+    from ml.inference import MODEL_FILE, SHIPPED_MODEL_DIR
+
+    if args.detector:
+        for path in convert.write_detector_files():
+            log.info("wrote %s", path)
+        return 0
+    model_dir = Path(args.model or SHIPPED_MODEL_DIR)
+    convert.write_serving_files(keras.models.load_model(model_dir / MODEL_FILE, compile=False), model_dir)
+    log.info("wrote %s and %s into %s", convert.TOWER_LITE_FILE, convert.HEAD_FILE, model_dir)
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from ml.inference import SHIPPED_MODEL_DIR, read_manifest
 
@@ -226,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score-pairs": _cmd_score_pairs, "info": _cmd_info,
-                "robustness": _cmd_robustness, "review-band": _cmd_review_band}
+                "robustness": _cmd_robustness, "review-band": _cmd_review_band, "convert": _cmd_convert}
     from ml.inference import ModelError
 
     try:

@@ -1,32 +1,33 @@
-"""MTCNN (the ``mtcnn`` 1.0 package's networks and weights) run the way a door needs it.
+"""MTCNN (the ``mtcnn`` 1.0 package's networks and weights) run the way a door needs it, without TensorFlow.
 
-``mtcnn.MTCNN.detect_faces`` works, but three things in mtcnn 1.0 (pinned to 1.0.*) cost a door dearly
-or stop it from searching efficiently, so :func:`run_detector` drives the package's three stages itself:
+The three networks are the package's, converted once to TensorFlow Lite (``ml/detector_models``,
+:func:`ml.convert.write_detector_files`) and run by LiteRT (:mod:`ml.lite`); the steps between them
+(image pyramid, candidate boxes, non-maximum suppression, box regression, patches, landmarks) are
+NumPy and OpenCV here, the same arithmetic as mtcnn 1.0's stages with the package's thresholds.
+Against ``MTCNN().detect_faces`` the boxes and landmarks are the same pixels and the confidences equal
+to 1e-4 (``tests/ml/test_detector.py``). What this changes for a door:
 
-- **Eager Keras calls.** The stages call their Keras models eagerly, layer by layer: on a 640x480
-  frame that dispatch overhead was ~75 ms of ~80. Each model runs as a ``tf.function`` here, traced
-  once for inputs of any size and count (``_STAGE_INPUTS``), so no door ever pays a trace (0.2-3 s).
-- **The frame converted again and again.** The normalised frame is a NumPy array, and every pyramid
-  level and both refinement stages convert it to a tensor anew (2.5 MB each for a 533x400 copy, eleven
-  times per frame). It is converted once here, with identical output: 4-11 % of a detection's CPU on a
-  quiet machine (``bench/face_search.py``), more when memory bandwidth is contended.
-- **A pyramid that ignores ``min_face_size``.** The package sizes its image pyramid for 20-px faces
+- **No TensorFlow in the worker.** mtcnn 1.0 imports TensorFlow for its resizes and crops; here they
+  are OpenCV's area resize and a NumPy bilinear crop with ``tf.image.crop_and_resize``'s sampling.
+- **No per-call overhead.** The package calls its Keras models eagerly, layer by layer (~75 ms of ~80 on a
+  640x480 frame); LiteRT runs each network as one planned graph with XNNPACK's kernels.
+- **A pyramid that honours ``min_face_px``.** The package sizes its image pyramid for 20-px faces
   whatever is asked, so a larger ``min_face_size`` adds levels below PNet's 12-px input and the whole
   call silently finds nothing. :func:`pyramid_scales` keeps only levels PNet can read, so a search can
   start at larger faces (:func:`ml.align.find_principal_face`'s first, coarse search) while RNet and ONet
   still cut their patches from the same full-resolution frame.
-
-With the package's defaults (``min_face_px`` 20) :func:`run_detector` returns what
-``MTCNN().detect_faces`` returns (``tests/ml/test_detector.py`` checks it).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from ml import boxes
+from ml.boxes import boxes_to_json, clip_boxes
 from ml.types import ImageRGB
 
 PNET_INPUT_PX = 12
@@ -38,33 +39,39 @@ PYRAMID_FACTOR = 0.709
 DEFAULT_MIN_FACE_PX = 20
 """mtcnn's default smallest face, in pixels of the frame given to the detector."""
 
-_detector: Any = None
+DETECTOR_DIR = Path(__file__).resolve().parent / "detector_models"
+"""The three networks as TensorFlow Lite files (converted from mtcnn 1.0's weights, MIT licence)."""
+
+PNET_THRESHOLD, RNET_THRESHOLD, ONET_THRESHOLD = 0.6, 0.7, 0.8
+"""Face probability each stage needs to pass a candidate on (mtcnn 1.0's defaults)."""
+
+
+class Networks(NamedTuple):
+    pnet: Any
+    rnet: Any
+    onet: Any
+
+
+_detector: Networks | None = None
 _detector_lock = threading.Lock()
 
 
-def load_detector() -> Any:
-    """The process's MTCNN with its three networks compiled as TensorFlow graphs (loaded once, lazily)."""
+def load_detector() -> Networks:
+    """The process's three MTCNN networks (loaded once, lazily)."""
     global _detector
     if _detector is None:
         with _detector_lock:
             if _detector is None:
-                _detector = _compiled_mtcnn()
+                from ml.lite import LiteNetwork
+
+                _detector = Networks(
+                    # PNet: one interpreter per pyramid level of a frame size (a coarse and a fine search
+                    # of a 533x400 copy read 16 levels); RNet and ONet: any number of patches.
+                    LiteNetwork(DETECTOR_DIR / "pnet.tflite", max_shapes=40),
+                    LiteNetwork(DETECTOR_DIR / "rnet.tflite", pad_batch=True),
+                    LiteNetwork(DETECTOR_DIR / "onet.tflite", pad_batch=True),
+                )
     return _detector
-
-
-_STAGE_INPUTS = {"StagePNet": (None, None, None, 3), "StageRNet": (None, 24, 24, 3), "StageONet": (None, 48, 48, 3)}
-"""Input shape of each stage's network: PNet reads whole pyramid levels, RNet and ONet fixed-size patches."""
-
-
-def _compiled_mtcnn() -> Any:
-    import tensorflow as tf
-    from mtcnn import MTCNN  # imports TensorFlow: only on first detection
-
-    detector = MTCNN()
-    for stage in detector.stages:  # ``_model`` is mtcnn 1.0's attribute (the package is pinned)
-        signature = [tf.TensorSpec(_STAGE_INPUTS[type(stage).__name__], tf.float32)]
-        stage._model = tf.function(stage._model, input_signature=signature)
-    return detector
 
 
 def pyramid_scales(height: int, width: int, min_face_px: float) -> np.ndarray:
@@ -85,49 +92,66 @@ def pyramid_scales(height: int, width: int, min_face_px: float) -> np.ndarray:
     return scales[shorter * scales >= PNET_INPUT_PX]
 
 
+
 def run_detector(images: Sequence[ImageRGB], *, min_face_px: float = DEFAULT_MIN_FACE_PX) -> list[list[dict[str, Any]]]:
     """MTCNN on same-sized RGB frames, in mtcnn's JSON form (``box`` xywh, ``confidence``, ``keypoints``).
 
     One list of detections per frame. ``min_face_px`` is the smallest face searched for, in pixels of
     these frames; larger values skip the pyramid's finest, costliest levels.
     """
-    import tensorflow as tf
-    from mtcnn.utils.bboxes import fix_bboxes_offsets, limit_bboxes, to_json
-    from mtcnn.utils.images import standarize_batch
-
-    if not images:
+    if not len(images):
         return []
-    detector = load_detector()
-    normalised, shapes, padding = standarize_batch(np.stack(images), justification="center", normalize=True)
-    normalised = tf.convert_to_tensor(normalised, dtype=tf.float32)  # once, not at every stage
-    height, width = images[0].shape[:2]
-    try:
-        boxes = _proposals(detector.stages[0], normalised, pyramid_scales(height, width, min_face_px))
-        for stage in detector.stages[1:]:  # RNet refines, ONet adds the landmarks
-            if len(boxes) == 0:
-                break
-            boxes = stage(bboxes_batch=boxes, images_normalized=normalised, images_oshapes=shapes)
-    except tf.errors.InvalidArgumentError:  # mtcnn's own signal for "nothing left to refine"
-        boxes = np.empty((0, 16))
-    if len(boxes) == 0 or boxes.shape[1] < 16:
+    networks = load_detector()
+    frames = (np.stack(images).astype(np.float32) - 127.5) / 128.0  # mtcnn's normalisation, to [-1, 1]
+    height, width = frames.shape[1:3]
+    found = _proposals(networks.pnet, frames, pyramid_scales(height, width, min_face_px))
+    if len(found):
+        found = _refine(networks.rnet, frames, found)
+    if len(found):
+        found = _finish(networks.onet, frames, found)
+    if not len(found):
         return [[] for _ in images]
-    boxes = limit_bboxes(fix_bboxes_offsets(boxes, padding), images_shapes=shapes, limit_landmarks=False)
-    return to_json(boxes, images_count=len(images), output_as_width_height=True, input_as_width_height=False)
+    return boxes_to_json(clip_boxes(found, height, width), len(images))
 
 
-def _proposals(pnet: Any, normalised: Any, scales: np.ndarray) -> np.ndarray:
+def _outputs_by_width(outputs: list[np.ndarray]) -> dict[int, np.ndarray]:
+    """A network's outputs keyed by their last dimension: 4 box offsets, 2 class scores, 10 landmarks
+    (unique per network, so the converter's output order does not matter)."""
+    return {int(out.shape[-1]): out for out in outputs}
+
+
+def _proposals(pnet: Any, frames: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """PNet's candidate boxes over the pyramid, as mtcnn 1.0's ``StagePNet`` makes them (its thresholds)."""
-    from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
-    from mtcnn.utils.images import scale_images
+    import cv2
 
-    batch = int(normalised.shape[0])
     per_level = []
+    height, width = frames.shape[1:3]
     for scale in scales:
-        offsets, scores = pnet._model(scale_images(normalised, scale))
-        found = generate_bounding_box(offsets, scores, 0.6)
-        found = upscale_bboxes(found, np.asarray([scale] * batch))
-        per_level.append(smart_nms_from_bboxes(found, threshold=0.5, method="union", initial_sort=False))
+        size = (int(width * scale), int(height * scale))  # truncated, as TensorFlow's resize sizes it
+        # Frame by frame: PNet's shapes then depend on the level alone, not on how many frames came.
+        maps = [_outputs_by_width(pnet(cv2.resize(frame, size, interpolation=cv2.INTER_AREA)[None])) for frame in frames]
+        offsets, faces = (np.concatenate([out[width] for out in maps]) for width in (4, 2))
+        found = boxes.candidate_boxes(offsets, faces[..., 1], PNET_THRESHOLD)
+        found[:, 1:5] /= scale
+        per_level.append(boxes.suppress(found, 0.5, "union", sort=False))
     if not per_level:
         return np.empty((0, 6))
-    merged = smart_nms_from_bboxes(np.concatenate(per_level, axis=0), threshold=0.7, method="union", initial_sort=True)
-    return resize_to_square(merged)
+    merged = boxes.suppress(np.concatenate(per_level), 0.7, "union", sort=True)
+    return boxes.to_square(merged)
+
+
+def _refine(rnet: Any, frames: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """RNet's verdict on each candidate: new confidence, regressed box, kept above its threshold."""
+    out = _outputs_by_width(rnet(boxes.crop_patches(frames, candidates, 24)))
+    refined = boxes.regress(boxes.with_confidence(candidates, out[2][:, 1]), out[4])
+    refined = refined[refined[:, 5] > RNET_THRESHOLD]
+    return boxes.to_square(boxes.suppress(refined, 0.7, "union", sort=True))
+
+
+def _finish(onet: Any, frames: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """ONet's verdict with the five landmarks: rows ``[frame, x1, y1, x2, y2, confidence, 5 x, 5 y]``."""
+    out = _outputs_by_width(onet(boxes.crop_patches(frames, candidates, 48)))
+    landmarks = boxes.place_landmarks(out[10], candidates)
+    final = np.concatenate([boxes.regress(boxes.with_confidence(candidates, out[2][:, 1]), out[4]), landmarks], axis=1)
+    final = final[final[:, 5] > ONET_THRESHOLD]
+    return boxes.suppress(final, 0.7, "min", sort=True)

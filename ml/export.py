@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ml.convert import write_serving_files
 from ml.data import TrainingSet, pairs_from_protocol
 from ml.lfw import person_of
 from ml.metrics import report_at
@@ -143,6 +144,7 @@ def export_model(trainer: Any, *, cache: dict[str, np.ndarray], protocol: Any, t
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     trainer.siamese.save(out / MODEL_FILE)
+    write_serving_files(trainer.siamese, out)  # tower.tflite + head.npz: what the worker runs
     np.save(out / COHORT_FILE, cohort.astype(np.float32))
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("wrote model directory %s (threshold %.4f for one reference, cohort norm %s)", out, threshold,

@@ -1,11 +1,16 @@
 """Load a model directory and run it: embed faces with the tower, score with the Siamese head.
 
-A model directory holds ``model.keras`` (the whole Siamese network) and ``manifest.json``
-(version, calibrated threshold, training config, data fingerprint, evaluation report). Models are
-cached per process per resolved path, so every caller shares one copy.
+A model directory holds ``model.keras`` (the whole Siamese network, what training and evaluation of
+training runs read), ``manifest.json`` (version, calibrated threshold, training config, data
+fingerprint, evaluation report) and the serving files :mod:`ml.convert` derives from the network:
+``tower.tflite`` (the tower as TensorFlow Lite) and ``head.npz`` (the head's weights). With those the
+model runs on LiteRT alone, without TensorFlow: that is how the worker runs it, and how the figures
+in the manifest and the README were measured. A directory without them (the older models kept for
+reproduction) loads ``model.keras`` with TensorFlow instead; the embeddings agree to 1e-6
+(``tests/ml/test_lite.py``). Models are cached per process per resolved path, so every caller shares one copy.
 
 Scoring a probe against cached reference embeddings needs only the head: ``sigmoid(w . |p - r| + b)``
-in NumPy, which is what the Keras head computes (tested equal), without a TensorFlow call.
+in NumPy, which is what the Keras head computes (tested equal), without a network call.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from ml.types import FACE_SIZE, Embeddings, FaceBatch
 
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "models" / "siamese-lfw-2-3"
 MODEL_FILE = "model.keras"
+TOWER_LITE_FILE = "tower.tflite"
+HEAD_FILE = "head.npz"
 MANIFEST_FILE = "manifest.json"
 COHORT_FILE = "cohort.npy"
 
@@ -70,9 +77,22 @@ def make_embed_fn(tower: Any, *, flip_average: bool) -> Any:
     return embed
 
 
+def make_lite_embed_fn(tower: Any, *, flip_average: bool) -> Any:
+    """:func:`make_embed_fn` over a LiteRT tower (:class:`ml.lite.LiteNetwork`): NumPy in, NumPy out."""
+
+    def embed(faces: np.ndarray) -> np.ndarray:
+        if not flip_average:
+            return tower(faces)[0]
+        both = tower(np.concatenate([faces, faces[:, :, ::-1]]))[0]
+        summed = both[: len(faces)] + both[len(faces) :]
+        return summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
+
+    return embed
+
+
 def embed_in_batches(embed_fn: Any, faces: FaceBatch, batch_size: int = 256) -> Embeddings:
-    """Run ``embed_fn`` over many faces without one huge tensor."""
-    chunks = [embed_fn(faces[i : i + batch_size]).numpy() for i in range(0, len(faces), batch_size)]
+    """Run ``embed_fn`` (faces -> NumPy embeddings) over many faces without one huge batch."""
+    chunks = [np.asarray(embed_fn(faces[i : i + batch_size])) for i in range(0, len(faces), batch_size)]
     return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
@@ -85,28 +105,42 @@ class FaceModel:
     """A loaded Siamese model: ``embed`` faces once, ``score`` a probe against references cheaply."""
 
     def __init__(self, model_dir: str | os.PathLike[str]):
+        self.path = Path(model_dir)
+        self.manifest: dict[str, Any] = read_manifest(self.path)
+        self.version: str = str(self.manifest["version"])
+        self.threshold: float = float(self.manifest["threshold"])
+        self.flip_average = bool(self.manifest.get("inference", {}).get("flip_average", True))
+        if (self.path / TOWER_LITE_FILE).is_file() and (self.path / HEAD_FILE).is_file():
+            self.runtime = "litert"
+            head_w, head_b, self._embed_fn = self._load_lite()
+        elif (self.path / MODEL_FILE).is_file():
+            self.runtime = "tensorflow"
+            head_w, head_b, self._embed_fn = self._load_keras()
+        else:
+            raise ModelError(f"no {TOWER_LITE_FILE} and {HEAD_FILE} (nor {MODEL_FILE}) in {self.path}")
+        self._head_w, self._head_b = head_w.astype(np.float32), np.float32(head_b)
+        self.embedding_dim = int(self._head_w.shape[0])
+        self.scorer = PairScorer(self._head_w, float(self._head_b), self._load_cohort(),
+                                 top_k=int(self.manifest.get("scoring", {}).get("cohort_top_k", 100)))
+
+    def _load_lite(self) -> tuple[np.ndarray, float, Any]:
+        from ml.lite import LiteNetwork
+
+        with np.load(self.path / HEAD_FILE, allow_pickle=False) as head:
+            kernel, bias = head["kernel"], float(head["bias"])
+        tower = LiteNetwork(self.path / TOWER_LITE_FILE, pad_batch=True)
+        return kernel, bias, make_lite_embed_fn(tower, flip_average=self.flip_average)
+
+    def _load_keras(self) -> tuple[np.ndarray, float, Any]:
         import keras
 
         from ml import layers as _registered_layers  # noqa: F401  (registers the custom layers)
         from ml.model import HEAD_NAME, TOWER_NAME
 
-        self.path = Path(model_dir)
-        self.manifest: dict[str, Any] = read_manifest(self.path)
-        self.version: str = str(self.manifest["version"])
-        self.threshold: float = float(self.manifest["threshold"])
-        weights = self.path / MODEL_FILE
-        if not weights.is_file():
-            raise ModelError(f"no {MODEL_FILE} in {self.path}")
-        self.siamese = keras.models.load_model(weights, compile=False)
-        self.tower = self.siamese.get_layer(TOWER_NAME)
-        kernel, bias = self.siamese.get_layer(HEAD_NAME).get_weights()
-        self._head_w = kernel[:, 0].astype(np.float32)
-        self._head_b = np.float32(bias[0])
-        self.embedding_dim = int(self._head_w.shape[0])
-        self.scorer = PairScorer(self._head_w, float(self._head_b), self._load_cohort(),
-                                 top_k=int(self.manifest.get("scoring", {}).get("cohort_top_k", 100)))
-        self.flip_average = bool(self.manifest.get("inference", {}).get("flip_average", True))
-        self._embed_fn = make_embed_fn(self.tower, flip_average=self.flip_average)
+        siamese = keras.models.load_model(self.path / MODEL_FILE, compile=False)
+        kernel, bias = siamese.get_layer(HEAD_NAME).get_weights()
+        embed = make_embed_fn(siamese.get_layer(TOWER_NAME), flip_average=self.flip_average)
+        return kernel[:, 0], float(bias[0]), lambda faces: embed(faces).numpy()
 
     def _load_cohort(self) -> np.ndarray | None:
         """The AS-norm cohort when the manifest turns score normalisation on (see ml.scoring)."""
@@ -167,7 +201,7 @@ class FaceModel:
         return bool(score >= self.threshold)
 
     def warm_up(self) -> None:
-        """Trace and run the graph once so the first real request does not pay for it."""
+        """Run the tower once at batch 1 so the first real request does not pay for planning it."""
         faces = np.zeros((1, FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8)
         self.score(self.embed(faces)[0], self.embed(faces))
 

@@ -202,15 +202,15 @@ def test_web_image_installs_no_tensorflow_opencv_or_training_packages() -> None:
     assert not web & TRAINING_ONLY
 
 
-def test_worker_image_adds_tensorflow_cpu_and_headless_opencv_of_the_pinned_releases() -> None:
+def test_worker_image_adds_litert_and_headless_opencv_of_the_pinned_releases_and_no_tensorflow() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pinned = {line.split("==")[0]: line.split("==")[1] for line in project["optional-dependencies"]["worker"]}
     worker = _image_requirements("worker")
-    assert f"tensorflow-cpu=={pinned['tensorflow']}" in worker
+    assert f"ai-edge-litert=={pinned['ai-edge-litert']}" in worker
     assert f"opencv-python-headless=={pinned['opencv-python']}" in worker
-    assert "mtcnn" in _names(worker)
+    assert not {name for name in _names(worker) if name.startswith(("tensorflow", "keras", "mtcnn"))}, worker
     assert not _names(worker) & TRAINING_ONLY
-    assert not {"tensorflow", "opencv-python"} & _names(worker), "the GPU/GUI builds would be installed too"
+    assert "opencv-python" not in _names(worker), "the GUI build would be installed too"
 
 
 def test_dev_install_is_complete_and_training_packages_are_an_extra() -> None:
@@ -218,6 +218,7 @@ def test_dev_install_is_complete_and_training_packages_are_an_extra() -> None:
     assert "accesscontrol[worker]" in extras["dev"] and "accesscontrol[worker]" in extras["train"]
     assert {"tqdm", "matplotlib"} <= _names(extras["train"]) and {"tqdm", "matplotlib"} <= _names(extras["dev"])
     assert "dlib-bin" in _names(extras["train"])
+    assert {"tensorflow", "mtcnn"} <= _names(extras["train"]) and {"tensorflow", "mtcnn"} <= _names(extras["dev"])
     base = _names(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
     assert not base & (TRAINING_ONLY | {"tensorflow", "opencv-python", "mtcnn"})
 

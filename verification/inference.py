@@ -165,20 +165,12 @@ def available_cpus() -> int:
 
 def _configure_threads(threads: int) -> None:
     import cv2
-    import tensorflow as tf
+
+    from ml.lite import set_threads
 
     cv2.setNumThreads(threads)
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        # One op at a time: both networks are chains of convolutions, each already spread over the
-        # intra-op threads; a second inter-op pool would only add threads competing for the cores.
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        # TensorFlow already ran an op in this process (a test run, an eager in-process task after
-        # other TF work): its pools are fixed now. Slower at worst, never wrong.
-        logger.warning("TensorFlow was initialised before the model load; its thread pools stay as they are")
-        return
-    logger.info("TensorFlow and OpenCV use %d thread(s) in this process", threads)
+    set_threads(threads)  # every network (tower, MTCNN) is created after this, with this many threads
+    logger.info("the networks (TensorFlow Lite) and OpenCV use %d thread(s) in this process", threads)
 
 
 def warm_up_frame() -> np.ndarray:

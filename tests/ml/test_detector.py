@@ -71,9 +71,13 @@ def test_a_search_from_larger_faces_skips_the_finest_levels_and_keeps_every_leve
 
 def test_a_search_from_larger_faces_still_finds_them_where_plain_mtcnn_finds_nothing(plain_mtcnn):
     # mtcnn 1.0 sizes its pyramid for 20-px faces whatever min_face_size says; its smallest levels fall
-    # under PNet's input and the call returns nothing. The driver's pyramid stops at readable levels.
+    # under PNet's input and the call finds nothing (or fails). The driver's pyramid stops at readable levels.
     image = _read("two_faces.jpg")
-    assert plain_mtcnn.detect_faces(image, min_face_size=60) == []
+    try:
+        plain = plain_mtcnn.detect_faces(image, min_face_size=60)
+    except ValueError:  # Keras refuses the level that convolves to nothing
+        plain = []
+    assert plain == []
     assert len(run_detector([image], min_face_px=60)[0]) == 2
     assert run_detector([image], min_face_px=400)[0] == []  # larger than any face there
 
