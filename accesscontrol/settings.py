@@ -309,7 +309,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 30, minimum
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 60, minimum=2)
 if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
     raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must exceed CELERY_TASK_SOFT_TIME_LIMIT.")
-# A new pool process imports TensorFlow and warms the model before it reports "up" (tasks.py). Celery's
+# A new pool process loads and warms the model before it reports "up" (tasks.py). Celery's
 # default wait of 4 s is shorter than that on a busy machine: a pool process that died (OOM, SIGKILL)
 # was then replaced, killed for being late, replaced again, forever, and the worker never worked again.
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_int("CELERY_WORKER_PROC_ALIVE_TIMEOUT", 180, minimum=1)
@@ -478,8 +478,8 @@ LOGGING = {
 }
 
 # --- Worker performance (issue 5; figures in bench/README.md) ------------------------------------
-# ``WORKER_TF_THREADS`` [0 = the process's CPUs divided by its worker's pool processes]: TensorFlow
-# intra-op (and OpenCV) threads per worker process. Set it when several worker containers share one
+# ``WORKER_TF_THREADS`` [0 = the process's CPUs divided by its worker's pool processes]: threads of
+# each network (TensorFlow Lite, on LiteRT) and of OpenCV per worker process. Set it when several worker containers share one
 # host without CPU limits: each sees every core and would otherwise start a pool as wide as the host.
 WORKER_TF_THREADS = env_int("WORKER_TF_THREADS", 0, minimum=0)
 # Unset concurrency: one prefork process per CPU this worker may use, a container's CPU quota included

@@ -1,13 +1,14 @@
 """The one bridge between the app and the model package ``ml``.
 
-Only Celery workers (and eager in-process tasks on a laptop) call into here; ``ml`` and TensorFlow are
-imported lazily inside the functions, so importing this module costs nothing and the web process
-never loads TensorFlow. The model is loaded once per process, on first use, then kept.
+Only Celery workers (and eager in-process tasks on a laptop) call into here; ``ml`` and its runtime
+(LiteRT, which runs the networks as TensorFlow Lite files; the worker has no TensorFlow) are imported
+lazily inside the functions, so importing this module costs nothing and the web process never loads
+the model. The model is loaded once per process, on first use, then kept.
 
-Before the load, TensorFlow's thread pools are sized so that the worker processes of one host share
-its cores instead of each assuming it has all of them (``worker_tf_threads``); after it, the
-embedding graph runs once and the three MTCNN stages are traced for any input size, so the first
-check-ins pay no start-up cost (bench/README.md has the figures).
+Before the load, the networks' (and OpenCV's) threads are sized so that the worker processes of one
+host share its cores instead of each assuming it has all of them (``worker_tf_threads``); after it,
+the tower and the three MTCNN networks run once on drawn door frames, so the first check-ins find
+their tensors planned (bench/README.md has the figures).
 
 Face problems come back as ``FaceRejected`` with a reason the decision can store; the ``ml``
 exception types never leak past this module.
@@ -143,7 +144,7 @@ def loaded_model_version() -> str:
 
 
 def worker_tf_threads() -> int:
-    """Threads TensorFlow (and OpenCV) may use in this process.
+    """Threads each network (and OpenCV) may use in this process.
 
     ``WORKER_TF_THREADS`` when set; otherwise the CPUs this process may use (cgroup quota included)
     split evenly between the pool processes of its worker, at least one. Without the split, N
@@ -202,10 +203,10 @@ def warm_up_frame() -> np.ndarray:
 def warm_up_frames() -> list[np.ndarray]:
     """The drawn face upright, upside down, and at half size: three different candidate counts.
 
-    The detector's networks run as graphs traced once for any input shape (``ml.detector``); a trace
-    costs 0.2-3 s. Frames with different candidate counts, through both searches a check-in runs
-    (``ml.align.find_principal_face``), make every stage trace and run here instead of on the first
-    doors' check-ins.
+    Each network plans its tensors once per input shape (``ml.lite``): PNet per pyramid level, RNet and
+    ONet per power-of-two number of candidates. These 640x480 frames, through both searches a check-in
+    runs (``ml.align.find_principal_face``), plan every level of a door's frame and the common candidate
+    counts here instead of on the first doors' check-ins.
     """
     import cv2
 
@@ -216,7 +217,7 @@ def warm_up_frames() -> list[np.ndarray]:
 
 
 def _warm_up_detector() -> None:
-    """Load MTCNN and trace its stages for any input size (seconds that check-ins would pay otherwise)."""
+    """Load MTCNN and plan its networks for a door's frames (what the first check-ins would pay otherwise)."""
     import ml
 
     upright, *others = warm_up_frames()
@@ -230,7 +231,7 @@ def _warm_up_detector() -> None:
 
 
 def configured_model_version() -> str:
-    """The version in the configured model's manifest, read without loading TensorFlow."""
+    """The version in the configured model's manifest, read without loading the model."""
     import ml
     from ml.inference import read_manifest
 

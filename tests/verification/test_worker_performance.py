@@ -86,21 +86,21 @@ def test_warm_up_frame_is_one_usable_face_to_the_real_detector():
     assert crop.shape == (100, 100, 3) and crop.dtype == np.uint8
 
 
-def test_after_the_warm_up_real_door_frames_trace_no_detector_graph_again():
-    # A trace costs 0.2-3 s: paid at worker start, never by a door. (ml.detector runs each MTCNN stage
-    # as a tf.function; in a full test run other tests may have traced them already.)
+def test_after_the_warm_up_real_door_frames_find_every_pyramid_level_planned():
+    # Each input shape PNet sees needs its tensors planned once: paid at worker start for a door's
+    # 640x480 frames, both searches, never by a door. (In a full test run other tests may have planned some.)
     from ml.align import find_principal_face
     from ml.detector import load_detector
 
     inference._warm_up_detector()
-    graphs = [stage._model for stage in load_detector().stages]
-    traced = [graph.experimental_get_tracing_count() for graph in graphs]
+    pnet = load_detector().pnet
+    planned = set(pnet._by_shape)
     for photo in ("person_a_3.jpg", "person_b_1.jpg", "person_c_1.jpg"):
         frame = np.full((480, 640, 3), 110, np.uint8)
         frame[115:365, 195:445] = ml.read_image(str(FACES / photo))
         assert len(ml.detect_faces(frame)) == 1  # the fine search
         find_principal_face(frame)  # the coarse one first, as a check-in runs it
-    assert [graph.experimental_get_tracing_count() for graph in graphs] == traced
+    assert set(pnet._by_shape) == planned
 
 
 def _settings_value(name: str, **env: str) -> str:
