@@ -4,12 +4,12 @@ Each LFW photo of the calibration fold's pairs (fold 8; the test folds are not t
 random size and placed at a random spot of a 640x480 noise frame (faces of about 65-190 px, the photo's
 own background faces kept). Every frame is then searched, interleaved:
 
-- ``stock``: the fine search (down to 24-px faces) through mtcnn 1.0's own ``detect_faces`` on the
-  graph-compiled detector, i.e. the service before ``ml/detector.py``;
-- ``fine``: the same search through ``ml.detector.run_detector`` (the frame converted to a tensor once);
+- ``stock``: the fine search (down to 24-px faces) through mtcnn 1.0's own ``detect_faces`` on
+  TensorFlow (eager Keras calls), i.e. the service before ``ml/detector.py``;
+- ``fine``: the same search through ``ml.detector.run_detector`` (the networks on LiteRT);
 - ``coarse first``: ``ml.align.find_principal_face``, what the worker runs now.
 
-It prints the CPU time per frame (``time.process_time``, one TensorFlow thread: a worker process's
+It prints the CPU time per frame (``time.process_time``, one thread per network: a worker process's
 share of the compose defaults), how many frames the coarse search decided alone, whether the face
 policy's answer (principal face, or the refusal's reason) is the same, how far the principal face's
 landmarks moved, and the shipped model's AUC over the pairs with each search's crops.
@@ -19,6 +19,7 @@ landmarks moved, and the shipped model's AUC over the pairs with each search's c
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -51,11 +52,17 @@ def _stock_fine_search(frame: np.ndarray) -> list:
     import cv2
 
     from ml import align
-    from ml.detector import load_detector
 
     scale = align._detection_scale(FRAME_H, FRAME_W, align.MIN_DETECT_FACE_PX)
     small = cv2.resize(frame, (round(FRAME_W * scale), round(FRAME_H * scale)), interpolation=cv2.INTER_AREA)
-    return load_detector().detect_faces(small)
+    return _stock_mtcnn().detect_faces(small)
+
+
+@functools.cache
+def _stock_mtcnn():
+    from mtcnn import MTCNN  # the package's own detector, on TensorFlow (the dev extra)
+
+    return MTCNN()
 
 
 def _policy(search) -> tuple[str, object]:
@@ -87,7 +94,10 @@ def main() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     import cv2
 
+    from ml.lite import set_threads
+
     cv2.setNumThreads(1)
+    set_threads(1)
     import ml
     from ml import align
     from ml.lfw import read_protocol
