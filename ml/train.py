@@ -256,7 +256,7 @@ def train(
     checkpoint = tf.train.Checkpoint(tower=trainer.tower, head=trainer.head, class_weights=trainer.class_weights,
                                      optimizer=trainer.optimizer, step=trainer.step)
     manager = tf.train.CheckpointManager(checkpoint, str(work / "checkpoints"), max_to_keep=2)
-    best_path, best_meta, snapshots = work / "best.weights.h5", work / "best.json", work / "snapshots"
+    best_path, best_meta = work / "best.weights.h5", work / "best.json"
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint)
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(trainer.step.numpy()))
@@ -297,9 +297,6 @@ def train(
                 # Accuracy at the validation set's own best threshold: a diagnostic, never shipped.
                 report = report_at(training.val_same, val_scores, best_threshold(training.val_same, val_scores))
                 strict = _strict_validation(trainer, val_rows, val_people, config.select_far)
-                # Kept per evaluation so the weights of a run's last evaluations can be averaged afterwards.
-                snapshots.mkdir(exist_ok=True)
-                trainer.siamese.save_weights(snapshots / f"step-{step + 1:06d}.weights.h5")
                 log.info("step %d validation auc=%.4f acc=%.4f eer=%.4f tar@far1%%=%.4f | all %d impostor pairs: "
                          "tar@far%g=%.4f auc=%.4f", step + 1, report.roc_auc, report.accuracy, report.eer,
                          report.tar_at_far_1e_2, strict["impostor_pairs"], config.select_far, strict["tar"], strict["auc"])
