@@ -403,17 +403,18 @@ class Scenario:
         return ", ".join(f"{k} {v:.0f} MB" for k, v in sizes.items())
 
     def image_contents(self) -> str:
-        # Nothing local or secret is copied in; web has no TensorFlow/OpenCV; neither has training packages.
+        # Nothing local or secret is copied in; web has no model runtime/OpenCV; the worker runs LiteRT and
+        # has no TensorFlow; neither has training packages. (tqdm is not checked: LiteRT depends on it.)
         check = ("test ! -e .env && test ! -e .git && test ! -e tests && test ! -e .venv "
                  "&& test ! -e deploy/caddy && test -f verification/demo/faces/person_a_1.jpg")
         probe = "import importlib.util as u; print(','.join(m for m in {mods} if u.find_spec(m)))"
-        for image, want in ((WEB_IMAGE, ""), (WORKER_IMAGE, "tensorflow,cv2,mtcnn")):
-            mods = ("tensorflow", "cv2", "mtcnn", "tqdm", "matplotlib", "dlib")
+        for image, want in ((WEB_IMAGE, ""), (WORKER_IMAGE, "ai_edge_litert,cv2")):
+            mods = ("ai_edge_litert", "cv2", "tensorflow", "keras", "mtcnn", "matplotlib", "dlib")
             found = run([self.stack.engine, "run", "--rm", "--entrypoint", "sh", image, "-c",
                          f'{check} && python -c "{probe.format(mods=mods)}"'], timeout=300).stdout.strip()
             if found != want:
                 raise StepFailed(f"{image} has {found or 'none'} of {mods}, expected {want or 'none'}")
-        return "no .env/.git/tests/certs in either; web without tensorflow/cv2; no training packages"
+        return "no .env/.git/tests/certs in either; web without LiteRT/cv2; worker without TensorFlow; no training packages"
 
     def start_backends(self) -> str:
         retry("up db redis", 3, lambda: self.stack.compose("up", "-d", "db", "redis", timeout=300))
@@ -436,7 +437,7 @@ class Scenario:
         retry("up web worker beat", 3,
               lambda: self.stack.compose("up", "-d", "--no-deps", "web", "worker", "beat", timeout=300))
         self.stack.wait_healthy("web", timeout=300)
-        self.stack.wait_healthy("worker", timeout=600)  # TensorFlow and the model load first
+        self.stack.wait_healthy("worker", timeout=600)  # the model loads and warms up first
         retry("up proxy", 3, lambda: self.stack.compose("up", "-d", "--no-deps", "proxy", timeout=300))
         cafile = self.workdir / "caddy-root.crt"
         proxy = self.stack.one("proxy")
