@@ -92,7 +92,6 @@ def pyramid_scales(height: int, width: int, min_face_px: float) -> np.ndarray:
     return scales[shorter * scales >= PNET_INPUT_PX]
 
 
-
 def run_detector(images: Sequence[ImageRGB], *, min_face_px: float = DEFAULT_MIN_FACE_PX) -> list[list[dict[str, Any]]]:
     """MTCNN on same-sized RGB frames, in mtcnn's JSON form (``box`` xywh, ``confidence``, ``keypoints``).
 
@@ -130,7 +129,7 @@ def _proposals(pnet: Any, frames: np.ndarray, scales: np.ndarray) -> np.ndarray:
         size = (int(width * scale), int(height * scale))  # truncated, as TensorFlow's resize sizes it
         # Frame by frame: PNet's shapes then depend on the level alone, not on how many frames came.
         maps = [_outputs_by_width(pnet(cv2.resize(frame, size, interpolation=cv2.INTER_AREA)[None])) for frame in frames]
-        offsets, faces = (np.concatenate([out[width] for out in maps]) for width in (4, 2))
+        offsets, faces = (np.concatenate([out[channels] for out in maps]) for channels in (4, 2))
         found = boxes.candidate_boxes(offsets, faces[..., 1], PNET_THRESHOLD)
         found[:, 1:5] /= scale
         per_level.append(boxes.suppress(found, 0.5, "union", sort=False))

@@ -4,10 +4,9 @@ A model directory holds ``model.keras`` (the whole Siamese network, what trainin
 training runs read), ``manifest.json`` (version, calibrated threshold, training config, data
 fingerprint, evaluation report) and the serving files :mod:`ml.convert` derives from the network:
 ``tower.tflite`` (the tower as TensorFlow Lite) and ``head.npz`` (the head's weights). With those the
-model runs on LiteRT alone, without TensorFlow: that is how the worker runs it, and how the figures
-in the manifest and the README were measured. A directory without them (the older models kept for
-reproduction) loads ``model.keras`` with TensorFlow instead; the embeddings agree to 1e-6
-(``tests/ml/test_lite.py``). Models are cached per process per resolved path, so every caller shares one copy.
+model runs on LiteRT alone, without TensorFlow: that is how the worker runs it, and what
+``python -m ml evaluate`` measures. A directory without them (the older models kept for reproduction)
+loads ``model.keras`` with TensorFlow instead; the embeddings agree within 1e-5 (``tests/ml/test_lite.py``). Models are cached per process per resolved path, so every caller shares one copy.
 
 Scoring a probe against cached reference embeddings needs only the head: ``sigmoid(w . |p - r| + b)``
 in NumPy, which is what the Keras head computes (tested equal), without a network call.
