@@ -3,8 +3,9 @@
 The Siamese tower and MTCNN's three networks are TensorFlow/Keras models, converted once by TensorFlow's
 own converter (:mod:`ml.convert`) into TensorFlow Lite flatbuffers. LiteRT (``ai-edge-litert``, the
 successor of ``tflite-runtime``) runs them with the XNNPACK CPU kernels and without TensorFlow itself:
-a worker then maps ~70 MB of runtime instead of TensorFlow's ~550 MB of shared libraries, and one
-small convolution runs faster than through TensorFlow's graph executor (``bench/bench_model.py``).
+a worker process then holds ~90 MB of libraries in all (OpenCV and NumPy included) instead of
+TensorFlow's ~550 MB, and these small convolutional networks run in about half the time they take
+through TensorFlow's executor (``bench/README.md`` section 9).
 The outputs equal the Keras models' to float rounding (``tests/ml/test_lite.py``).
 
 Nothing here imports TensorFlow.
@@ -30,11 +31,6 @@ def set_threads(threads: int) -> None:
         raise ValueError("threads must be at least 1")
     with _threads_lock:
         _threads = int(threads)
-
-
-def threads() -> int:
-    """The thread count networks are created with."""
-    return _threads
 
 
 class LiteNetwork:

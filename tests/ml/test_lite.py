@@ -118,3 +118,24 @@ def test_a_padded_batch_gives_each_row_what_it_gets_alone_and_plans_powers_of_tw
         for a, b in zip(alone, together):
             assert np.allclose(a[0], b[row], atol=1e-6)
     assert sorted(shape[0] for shape in rnet._by_shape) == [1, 8]
+
+
+def test_networks_are_created_with_the_thread_count_set_before(monkeypatch):
+    from ai_edge_litert import interpreter as litert
+
+    from ml import lite
+
+    created = []
+    real = litert.Interpreter
+
+    def recording(*args, **kwargs):
+        created.append(kwargs.get("num_threads"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(litert, "Interpreter", recording)
+    monkeypatch.setattr(lite, "_threads", lite._threads)  # restored after the test
+    lite.set_threads(3)
+    LiteNetwork(DETECTOR_DIR / "rnet.tflite")(np.zeros((1, 24, 24, 3), np.float32))
+    assert created[-1] == 3
+    with pytest.raises(ValueError):
+        lite.set_threads(0)

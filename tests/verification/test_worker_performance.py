@@ -120,3 +120,11 @@ def test_tf_threads_setting_refuses_a_negative_count():
     with pytest.raises(subprocess.CalledProcessError) as failure:
         _settings_value("WORKER_TF_THREADS", WORKER_TF_THREADS="-1")
     assert "WORKER_TF_THREADS=-1 is below the minimum 0" in failure.value.stderr
+
+
+def test_the_worker_sizes_the_networks_threads_before_loading_them(monkeypatch):
+    from ml import lite
+
+    monkeypatch.setattr(lite, "_threads", lite._threads)  # restored after the test
+    inference._configure_threads(3)
+    assert lite._threads == 3
