@@ -50,7 +50,7 @@ def test_the_committed_serving_files_are_the_shipped_networks_conversion(tmp_pat
     convert.write_serving_files(keras.models.load_model(SHIPPED_MODEL_DIR / MODEL_FILE, compile=False), again)
     faces = np.random.default_rng(0).integers(0, 256, (4, 100, 100, 3), dtype=np.uint8)
     committed, fresh = LiteNetwork(SHIPPED_MODEL_DIR / TOWER_LITE_FILE), LiteNetwork(again / TOWER_LITE_FILE)
-    assert np.array_equal(committed(faces)[0], fresh(faces)[0])
+    assert np.abs(committed(faces)[0] - fresh(faces)[0]).max() < 1e-6  # a converter patch release may reorder sums
     with np.load(SHIPPED_MODEL_DIR / HEAD_FILE) as shipped, np.load(again / HEAD_FILE) as made:
         assert np.array_equal(shipped["kernel"], made["kernel"]) and shipped["bias"] == made["bias"]
 
