@@ -122,8 +122,9 @@ def rss_mib(pid: int) -> float:
 def memory_mib(pid: int) -> dict[str, float]:
     """Resident (RSS), proportional (PSS) and private (USS) memory of ``pid`` in MiB.
 
-    RSS counts every page of TensorFlow's shared libraries (~490 MiB, read-only, shared by every process
-    that maps them); USS is what one more worker process on the same host adds."""
+    RSS counts every page of the shared libraries (TensorFlow's were ~490 MiB; the LiteRT worker's are
+    ~90 MiB), read-only and shared by every process that maps them; USS is what one more worker
+    process on the same host adds."""
     fields: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, _, rest = line.partition(":")

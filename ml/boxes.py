@@ -103,7 +103,7 @@ def crop_patches(frames: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
     frame (mtcnn passes ``x / W``, ``y / H``): ``size`` points from ``x1 (W - 1) / W`` to
     ``x2 (W - 1) / W``. Computed in float32 like TensorFlow's kernel.
     """
-    n, height, width = frames.shape[:3]
+    height, width = frames.shape[1:3]
     frame = rows[:, 0].astype(np.int64)
     steps = np.arange(size, dtype=np.float32)
 
@@ -121,12 +121,12 @@ def crop_patches(frames: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
     left, right, x_lerp, x_in = axis(rows[:, 1], rows[:, 3], width)
     f = frame[:, None, None]
 
-    def pick(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        return frames[f, ys[:, :, None], xs[:, None, :]]
+    def along_row(ys: np.ndarray) -> np.ndarray:
+        """Rows ``ys`` of each patch, interpolated between their left and right samples."""
+        near = frames[f, ys[:, :, None], left[:, None, :]]
+        return near + (frames[f, ys[:, :, None], right[:, None, :]] - near) * x_lerp[:, None, :, None]
 
-    x_w = x_lerp[:, None, :, None]
-    upper = pick(top, left) + (pick(top, right) - pick(top, left)) * x_w
-    lower = pick(bottom, left) + (pick(bottom, right) - pick(bottom, left)) * x_w
+    upper, lower = along_row(top), along_row(bottom)
     patches = upper + (lower - upper) * y_lerp[:, :, None, None]
     patches *= (y_in[:, :, None] & x_in[:, None, :])[..., None]
     return patches.astype(np.float32)

@@ -18,11 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ml.detector import DETECTOR_DIR
+from ml.detector import DETECTOR_DIR, DETECTOR_FILES
 from ml.inference import HEAD_FILE, TOWER_LITE_FILE
-
-DETECTOR_FILES = {"StagePNet": "pnet.tflite", "StageRNet": "rnet.tflite", "StageONet": "onet.tflite"}
-"""mtcnn 1.0's stage class -> the file its network is converted to."""
 
 _DETECTOR_INPUTS = {"StagePNet": (None, None, 3), "StageRNet": (24, 24, 3), "StageONet": (48, 48, 3)}
 """Input shape of each stage's network (batch left out): PNet reads whole pyramid levels of any size."""

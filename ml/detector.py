@@ -42,6 +42,9 @@ DEFAULT_MIN_FACE_PX = 20
 DETECTOR_DIR = Path(__file__).resolve().parent / "detector_models"
 """The three networks as TensorFlow Lite files (converted from mtcnn 1.0's weights, MIT licence)."""
 
+DETECTOR_FILES = {"StagePNet": "pnet.tflite", "StageRNet": "rnet.tflite", "StageONet": "onet.tflite"}
+"""mtcnn 1.0's stage class -> the file in ``DETECTOR_DIR`` its network was converted to."""
+
 PNET_THRESHOLD, RNET_THRESHOLD, ONET_THRESHOLD = 0.6, 0.7, 0.8
 """Face probability each stage needs to pass a candidate on (mtcnn 1.0's defaults)."""
 
@@ -67,9 +70,9 @@ def load_detector() -> Networks:
                 _detector = Networks(
                     # PNet: one interpreter per pyramid level of a frame size (a coarse and a fine search
                     # of a 533x400 copy read 16 levels); RNet and ONet: any number of patches.
-                    LiteNetwork(DETECTOR_DIR / "pnet.tflite", max_shapes=40),
-                    LiteNetwork(DETECTOR_DIR / "rnet.tflite", pad_batch=True),
-                    LiteNetwork(DETECTOR_DIR / "onet.tflite", pad_batch=True),
+                    LiteNetwork(DETECTOR_DIR / DETECTOR_FILES["StagePNet"], max_shapes=40),
+                    LiteNetwork(DETECTOR_DIR / DETECTOR_FILES["StageRNet"], pad_batch=True),
+                    LiteNetwork(DETECTOR_DIR / DETECTOR_FILES["StageONet"], pad_batch=True),
                 )
     return _detector
 

@@ -56,7 +56,6 @@ class LiteNetwork:
         self._by_shape: dict[tuple[int, ...], Any] = {}
         self._lock = threading.Lock()
         probe = Interpreter(model_content=self._model)  # read, never run: no tensors planned
-        self.input_shape = tuple(int(d) for d in probe.get_input_details()[0]["shape_signature"])
         self.input_dtype = probe.get_input_details()[0]["dtype"]
 
     def _interpreter(self, shape: tuple[int, ...]) -> Any:

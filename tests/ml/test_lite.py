@@ -11,7 +11,7 @@ import pytest
 
 import ml
 from ml import convert
-from ml.detector import DETECTOR_DIR
+from ml.detector import DETECTOR_DIR, DETECTOR_FILES
 from ml.inference import HEAD_FILE, MODEL_FILE, SHIPPED_MODEL_DIR, TOWER_LITE_FILE, FaceModel
 from ml.lite import LiteNetwork
 
@@ -60,7 +60,7 @@ def test_the_committed_detector_networks_compute_what_mtcnns_keras_networks_comp
     from mtcnn import MTCNN
 
     keras_net = next(s for s in MTCNN().stages if type(s).__name__ == stage)._model
-    lite_net = LiteNetwork(DETECTOR_DIR / convert.DETECTOR_FILES[stage])
+    lite_net = LiteNetwork(DETECTOR_DIR / DETECTOR_FILES[stage])
     batch = np.random.default_rng(1).uniform(-1, 1, shape).astype(np.float32)
     expected = sorted((np.asarray(out) for out in keras_net(batch)), key=lambda out: out.shape[-1])
     got = sorted(lite_net(batch), key=lambda out: out.shape[-1])
