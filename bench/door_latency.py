@@ -12,8 +12,10 @@ Slices, all on this host's clock (the servers' timestamps are comparable with th
   queue         row inserted -> worker claimed it (commit, publish to Redis, worker picks it up)
   decode, detect+align, embed, score   the worker's own stage timings
   worker other  rest of the worker's processing (person and reference reads, snapshot file read)
-  decide+reply  worker finished scoring -> door has the answer (decision + audit row written and
-                committed, the API's poll sees it, response sent)
+  decide+reply  worker finished scoring -> door has the answer, in two parts:
+    announce    worker finished scoring -> the decision's wake-up message seen on Redis (decision +
+                audit row written and committed, the message published; a listener in this script)
+    reply       that message -> door has the answer (the waiting request wakes, reads the row, answers)
 and, measured on their own: the decision's DB write (``checkin_decide`` timed in-process on the same
 database), the submit path alone (POST with ``wait=0``, answered 202), the read path (GET of a
 check-in), and the first check-in a freshly started worker process handles (its warm-up at work).
@@ -44,12 +46,31 @@ from _stack import REPO_ROOT, Stack
 PERSON = "door-a"
 
 
-def breakdown(ids: list[int], posted: dict[int, object]) -> dict[str, float]:
+class AnnouncementListener:
+    """Records when each check-in's wake-up message (``services/waits.py``) reaches Redis's subscribers."""
+
+    def __init__(self, redis_url: str) -> None:
+        import redis
+
+        self.seen: dict[int, float] = {}
+        self._pubsub = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
+        self._pubsub.psubscribe(**{"accesscontrol:checkin-final:*": self._record})
+        self._thread = self._pubsub.run_in_thread(sleep_time=0.5, daemon=True)
+
+    def _record(self, message: dict) -> None:
+        self.seen.setdefault(int(message["channel"].rsplit(b":", 1)[1]), time.time())
+
+    def close(self) -> None:
+        self._thread.stop()
+        self._pubsub.close()
+
+
+def breakdown(ids: list[int], posted: dict[int, object], announced: dict[int, float] | None = None) -> dict[str, float]:
     from verification.models import CheckIn
 
     slices: dict[str, list[float]] = {k: [] for k in (
         "submit_ms", "queue_ms", "decode_ms", "detect_align_ms", "embed_ms", "score_ms", "worker_other_ms",
-        "decide_and_reply_ms", "worker_process_ms", "end_to_end_ms")}
+        "decide_and_reply_ms", "announce_ms", "reply_ms", "worker_process_ms", "end_to_end_ms")}
     for row in CheckIn.objects.filter(pk__in=ids):
         sent = posted[row.pk]
         t = row.timings
@@ -64,8 +85,11 @@ def breakdown(ids: list[int], posted: dict[int, object]) -> dict[str, float]:
         slices["worker_other_ms"].append(t["process_ms"] - stages)
         slices["worker_process_ms"].append(t["process_ms"])
         slices["decide_and_reply_ms"].append((sent.sent_at + sent.elapsed_ms / 1000.0 - worker_done) * 1000.0)
+        if announced and row.pk in announced:
+            slices["announce_ms"].append((announced[row.pk] - worker_done) * 1000.0)
+            slices["reply_ms"].append((sent.sent_at + sent.elapsed_ms / 1000.0 - announced[row.pk]) * 1000.0)
         slices["end_to_end_ms"].append(sent.elapsed_ms)
-    return {name: median(values) for name, values in slices.items()}
+    return {name: median(values) for name, values in slices.items() if values}
 
 
 def decision_write_ms(device_token: str, repeats: int = 100) -> dict[str, float]:
@@ -120,6 +144,7 @@ def main() -> None:
         results["first_checkin_breakdown_ms"] = breakdown([first.body["id"]], {first.body["id"]: first})
 
         posted = {}
+        listener = AnnouncementListener(stack.env["CELERY_BROKER_URL"])  # CHECKIN_WAKEUP_URL's default
         for i in range(args.n):
             answer = post_checkin(session, stack.url, token, person=PERSON, snapshot=snapshots[i % len(snapshots)],
                                   wait=10)
@@ -132,7 +157,9 @@ def main() -> None:
         results["n"] = args.n
         results["end_to_end_ms"] = {**percentiles(latencies), "mean": round(sum(latencies) / len(latencies), 1)}
         results["decisions"] = {"1": decisions.count(1), "0": decisions.count(0)}
-        results["breakdown_median_ms"] = breakdown(ids, posted)
+        time.sleep(0.5)
+        listener.close()
+        results["breakdown_median_ms"] = breakdown(ids, posted, listener.seen)
 
         # The submit path alone (202 at once), then the read path, then the decision write.
         submits = [post_checkin(session, stack.url, token, person=PERSON, snapshot=snapshots[0], wait=0)

@@ -169,13 +169,22 @@ class _Trainer:
 
     def warm_start(self, model_dir: str | os.PathLike[str]) -> None:
         """Start from another model's tower and head; CosFace's class centres are imprinted as each
-        training person's mean embedding, so the first steps refine instead of undoing the tower."""
+        training person's mean embedding, so the first steps refine instead of undoing the tower.
+        A source with fewer channels per stage is widened (:mod:`ml.widen`) into this run's tower."""
         import keras
 
         from ml.inference import MODEL_FILE
 
+        from ml.model import HEAD_NAME, TOWER_NAME
+        from ml.widen import widen_into
+
         source = keras.models.load_model(Path(model_dir) / MODEL_FILE, compile=False)
-        self.siamese.set_weights(source.get_weights())
+        source_tower = source.get_layer(TOWER_NAME)
+        if [w.shape for w in source_tower.get_weights()] == [w.shape for w in self.tower.get_weights()]:
+            self.siamese.set_weights(source.get_weights())
+        else:  # a wider tower than the source's: Net2WiderNet keeps what the source learned
+            widen_into(source_tower, self.tower, seed=self.config.seed)
+            self.head.set_weights(source.get_layer(HEAD_NAME).get_weights())
         embeddings = self.embed_rows(self.training.indices)
         centres = np.zeros((self.training.num_classes, embeddings.shape[1]), np.float32)
         np.add.at(centres, self.training.labels, embeddings)

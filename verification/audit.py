@@ -111,6 +111,10 @@ def audit_head_lock(*, wait: bool = True) -> AuditChainHead:
     raise ``AuditHeadBusy`` at once instead of queueing behind whoever holds the head, so that such an
     append never ties up a worker process (or its task time limit) behind a long transaction.
     """
+    if wait:  # one query on every decision; the row is missing only after a flush
+        head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+        if head is not None:
+            return head
     # The head row comes from a data migration; recreate it after a flush (transactional tests).
     AuditChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "last_hash": GENESIS_HASH})
     if wait:
@@ -122,7 +126,9 @@ def audit_head_lock(*, wait: bool = True) -> AuditChainHead:
     return head
 
 
-@transaction.atomic
+# No savepoint inside the caller's transaction (two round trips on every decision): an append that fails
+# fails the caller's transaction too, which no caller survives anyway.
+@transaction.atomic(savepoint=False)
 def audit_append(
     *,
     kind: str,

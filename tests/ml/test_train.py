@@ -113,6 +113,31 @@ def test_a_run_warm_starts_from_another_models_weights(fake_lfw, work_dir, tmp_p
     assert all(np.allclose(a, b) for a, b in zip(before, after, strict=True))
 
 
+def test_a_wider_run_warm_starts_from_a_narrower_model(fake_lfw, work_dir, tmp_path, caplog):
+    import shutil
+    from dataclasses import replace
+
+    import keras
+
+    from ml.model import HEAD_NAME, TOWER_NAME
+
+    root, _ = fake_lfw
+    first = train(TINY, lfw_dir=root, output_dir=tmp_path / "first", work_dir=work_dir, version="tiny-1")
+    fresh = tmp_path / "fresh-work"
+    fresh.mkdir()
+    for name in (f"lfw_cache_m{TINY.cache_margin}.npz", "teacher_dlib.npz"):
+        shutil.copy(work_dir / name, fresh / name)
+    wider = replace(TINY, widths=(8, 12, 16, 16), init_from=str(first), batch_seed=7, learning_rate=0.0, warmup_steps=0)
+    second = train(wider, lfw_dir=root, output_dir=tmp_path / "second", work_dir=fresh, version="tiny-2")
+    narrow = keras.models.load_model(first / "model.keras", compile=False)
+    wide = keras.models.load_model(second / "model.keras", compile=False)
+    assert wide.get_layer(TOWER_NAME).get_layer("s2a_conv").get_weights()[0].shape[-1] == 12
+    # The head comes over as it was; the tower's first channels keep their filters (only copies are added).
+    assert np.allclose(wide.get_layer(HEAD_NAME).get_weights()[0], narrow.get_layer(HEAD_NAME).get_weights()[0])
+    old_kernel = narrow.get_layer(TOWER_NAME).get_layer("stem_conv").get_weights()[0]
+    assert np.allclose(wide.get_layer(TOWER_NAME).get_layer("stem_conv").get_weights()[0], old_kernel)
+
+
 def test_train_command_overrides_config_fields_by_name():
     from ml.cli import _config_overrides
 
