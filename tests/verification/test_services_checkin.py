@@ -263,9 +263,9 @@ PROCESS_QUERIES = 32  # of which one looks for other check-ins waiting, to take 
 def test_a_checkin_runs_no_query_the_database_would_repeat(device, enrolled_person, fake_model, django_assert_num_queries):
     # The CHECK and unique constraints of the check-in and its audit entry are enforced by the database on
     # INSERT; validating them in Python as well ran one SELECT each (issue 12: 56 -> 36 queries per
-    # check-in), as were the foreign keys of rows just read; the audit chain head is locked with one
-    # SELECT and no savepoint (37 -> 32 statements on PostgreSQL, bench/profile_worker.py --postgres). Exact counts, so that a query added to the hot
-    # path is a decision, not an accident.
+    # check-in), as did the foreign keys of the rows just read; the audit chain head is locked with one
+    # SELECT and appended without a savepoint (37 -> 32 statements on PostgreSQL, `bench/profile_worker.py
+    # --postgres`). Exact counts, so that a query added to the hot path is a decision, not an accident.
     with django_assert_num_queries(SUBMIT_QUERIES):
         checkin = submit(device)
     with django_assert_num_queries(PROCESS_QUERIES):
