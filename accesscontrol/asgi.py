@@ -18,3 +18,15 @@ application = get_asgi_application()  # settings are read here
 if _pool_by_default:
     # Only this process's settings: processes it starts (or a test run that imported this module) keep theirs.
     del os.environ["DATABASE_POOL"]
+
+
+def _import_the_request_path() -> None:
+    """Import the URLconf (the API, DRF, the admin and what they import) while the process boots, not in
+    the first request it serves: about a second of CPU that otherwise lands on a door's check-in, and on
+    the throughput of a burst that a freshly started web process serves (``bench/burst.py`` measured it)."""
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 - the property imports the URLconf
+
+
+_import_the_request_path()

@@ -48,9 +48,12 @@ class ImageInfo:
 
 
 def png_bytes(rgb: Any) -> bytes:
-    """An RGB uint8 HxWx3 array (an aligned face crop) as PNG bytes."""
+    """An RGB uint8 HxWx3 array (an aligned face crop) as PNG bytes.
+
+    zlib's fastest level: a 100x100 crop in 0.4 ms instead of 1.6 (the default level 6), ~20 % larger;
+    the worker writes one on every check-in."""
     buffer = io.BytesIO()
-    Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG")
+    Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

@@ -216,3 +216,16 @@ def test_the_asgi_entry_point_pools_postgresql_connections_for_its_own_process_o
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["20", "0", "None"]  # pooled, nothing kept per thread, nothing leaked
+
+
+def test_the_web_process_imports_the_api_at_boot_not_in_a_doors_request():
+    import os
+    import subprocess
+    import sys
+
+    script = "import sys, accesscontrol.asgi\nprint('verification.api.views' in sys.modules, 'accesscontrol.urls' in sys.modules)\n"
+    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": "sqlite:///:memory:"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]

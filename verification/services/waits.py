@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -120,19 +122,8 @@ class _NotificationsDown(Exception):
 
 async def _wait_notified(checkin_id: int, until: float, read: Callable) -> bool:
     import redis
-    import redis.asyncio as aioredis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
 
-    # One client per wait: the event loop may differ from one wait to the next (the test client runs
-    # each request in a loop of its own), and a subscription needs a connection of its own anyway.
-    client = aioredis.Redis.from_url(
-        settings.CHECKIN_WAKEUP_URL,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=None,  # get_message's own timeout bounds each read
-        retry=Retry(NoBackoff(), 0),  # a dropped connection ends the wait on Redis at once: re-read the row
-    )
-    pubsub = client.pubsub()
+    pubsub = _subscriber_client().pubsub()  # a connection of its own, from the loop's client's pool
     try:
         try:
             await asyncio.wait_for(pubsub.subscribe(channel(checkin_id)), REDIS_TIMEOUT_SECONDS)
@@ -161,9 +152,31 @@ async def _wait_notified(checkin_id: int, until: float, read: Callable) -> bool:
     finally:
         try:
             await pubsub.aclose()
-            await client.aclose()
         except (redis.RedisError, OSError):
             pass
+
+
+# One client per event loop and URL (a web process has one loop; the test client runs each request in a
+# loop of its own): building a client per wait cost the web ~5 % of its CPU at rush hour (redis-py reads
+# its own package metadata for every new client). Each wait still subscribes on a connection of its own.
+_subscriber_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def _subscriber_client() -> Any:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    clients = _subscriber_clients.setdefault(asyncio.get_running_loop(), {})
+    url = settings.CHECKIN_WAKEUP_URL
+    if url not in clients:
+        clients[url] = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=None,  # get_message's own timeout bounds each read
+            retry=Retry(NoBackoff(), 0),  # a dropped connection ends the wait on Redis at once: re-read the row
+        )
+    return clients[url]
 
 
 async def _wait_polling(checkin_id: int, until: float, read: Callable) -> bool:
