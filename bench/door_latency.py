@@ -14,7 +14,9 @@ Slices, all on this host's clock (the servers' timestamps are comparable with th
   worker other  rest of the worker's processing (person and reference reads, snapshot file read)
   decide+reply  worker finished scoring -> door has the answer, in two parts:
     announce    worker finished scoring -> the decision's wake-up message seen on Redis (decision +
-                audit row written and committed, the message published; a listener in this script)
+                audit row written and committed, the message published; a listener in this script), of
+                which decision_to_announce from the decision's timestamp (``decided_at``, taken as
+                ``checkin_decide`` starts) on
     reply       that message -> door has the answer (the waiting request wakes, reads the row, answers)
 and, measured on their own: the decision's DB write (``checkin_decide`` timed in-process on the same
 database), the submit path alone (POST with ``wait=0``, answered 202), the read path (GET of a
@@ -70,7 +72,7 @@ def breakdown(ids: list[int], posted: dict[int, object], announced: dict[int, fl
 
     slices: dict[str, list[float]] = {k: [] for k in (
         "submit_ms", "queue_ms", "decode_ms", "detect_align_ms", "embed_ms", "score_ms", "worker_other_ms",
-        "decide_and_reply_ms", "announce_ms", "reply_ms", "worker_process_ms", "end_to_end_ms")}
+        "decide_and_reply_ms", "announce_ms", "decision_to_announce_ms", "reply_ms", "worker_process_ms", "end_to_end_ms")}
     for row in CheckIn.objects.filter(pk__in=ids):
         sent = posted[row.pk]
         t = row.timings
@@ -87,6 +89,7 @@ def breakdown(ids: list[int], posted: dict[int, object], announced: dict[int, fl
         slices["decide_and_reply_ms"].append((sent.sent_at + sent.elapsed_ms / 1000.0 - worker_done) * 1000.0)
         if announced and row.pk in announced:
             slices["announce_ms"].append((announced[row.pk] - worker_done) * 1000.0)
+            slices["decision_to_announce_ms"].append((announced[row.pk] - row.decided_at.timestamp()) * 1000.0)
             slices["reply_ms"].append((sent.sent_at + sent.elapsed_ms / 1000.0 - announced[row.pk]) * 1000.0)
         slices["end_to_end_ms"].append(sent.elapsed_ms)
     return {name: median(values) for name, values in slices.items() if values}
