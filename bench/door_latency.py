@@ -63,8 +63,8 @@ class AnnouncementListener:
         self.seen.setdefault(int(message["channel"].rsplit(b":", 1)[1]), time.time())
 
     def close(self) -> None:
-        self._thread.stop()
-        self._pubsub.close()
+        self._thread.stop()  # the thread closes the subscription itself once it sees the flag
+        self._thread.join(timeout=5)
 
 
 def breakdown(ids: list[int], posted: dict[int, object], announced: dict[int, float] | None = None) -> dict[str, float]:
