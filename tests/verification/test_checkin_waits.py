@@ -229,3 +229,15 @@ def test_the_web_process_imports_the_api_at_boot_not_in_a_doors_request():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"]
+
+
+def test_waits_in_one_event_loop_share_one_redis_client_and_other_loops_get_their_own(settings):
+    settings.CHECKIN_WAKEUP_URL = _dead_redis_url()
+
+    async def two_clients():
+        return waits._subscriber_client(), waits._subscriber_client()
+
+    first, again = asyncio.run(two_clients())
+    other, _ = asyncio.run(two_clients())
+    assert first is again  # no client built per wait
+    assert other is not first  # a client's connections belong to the loop that made them

@@ -157,7 +157,7 @@ async def _wait_notified(checkin_id: int, until: float, read: Callable) -> bool:
 
 
 # One client per event loop and URL (a web process has one loop; the test client runs each request in a
-# loop of its own): building a client per wait cost the web ~5 % of its CPU at rush hour (redis-py reads
+# loop of its own): building a client per wait cost the web ~3 % of its CPU at rush hour (redis-py reads
 # its own package metadata for every new client). Each wait still subscribes on a connection of its own.
 _subscriber_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
