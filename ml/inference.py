@@ -25,7 +25,7 @@ import numpy as np
 from ml.scoring import PairScorer, head_logits, sigmoid
 from ml.types import FACE_SIZE, Embeddings, FaceBatch
 
-SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "models" / "siamese-lfw-2-3"
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "models" / "siamese-lfw-3"
 MODEL_FILE = "model.keras"
 TOWER_LITE_FILE = "tower.tflite"
 HEAD_FILE = "head.npz"

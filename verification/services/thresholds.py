@@ -54,7 +54,7 @@ def thresholds_effective(*, info: ModelInfo) -> ModelInfo:
 # Relative to the repository (and to the images, which copy it whole): read as JSON, never through ``ml``,
 # which the web process does not import. ``tests/verification/test_reviews.py`` checks it is the shipped
 # model's manifest (``ml.inference.SHIPPED_MODEL_DIR``).
-SHIPPED_MANIFEST = Path(__file__).resolve().parents[2] / "ml" / "models" / "siamese-lfw-2-3" / "manifest.json"
+SHIPPED_MANIFEST = Path(__file__).resolve().parents[2] / "ml" / "models" / "siamese-lfw-3" / "manifest.json"
 
 
 @dataclass(frozen=True)
