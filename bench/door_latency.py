@@ -160,7 +160,7 @@ def main() -> None:
         results["n"] = args.n
         results["end_to_end_ms"] = {**percentiles(latencies), "mean": round(sum(latencies) / len(latencies), 1)}
         results["decisions"] = {"1": decisions.count(1), "0": decisions.count(0)}
-        time.sleep(0.5)
+        time.sleep(0.5)  # the last announcements reach the listener's thread
         listener.close()
         results["breakdown_median_ms"] = breakdown(ids, posted, listener.seen)
 

@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 def _profile(args: argparse.Namespace, database_url: str) -> int:
     with tempfile.TemporaryDirectory(prefix="profile-worker-") as tmp:
         _setup(Path(tmp), args.threads, database_url)
+        from django.core.files.uploadedfile import SimpleUploadedFile
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
-        from django.core.files.uploadedfile import SimpleUploadedFile
 
         from bench import _scenario
         from verification import inference, services

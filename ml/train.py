@@ -174,7 +174,6 @@ class _Trainer:
         import keras
 
         from ml.inference import MODEL_FILE
-
         from ml.model import HEAD_NAME, TOWER_NAME
         from ml.widen import widen_into
 
