@@ -10,6 +10,7 @@ import asyncio
 import time
 
 import pytest
+from django.utils import timezone
 
 from tests.conftest import upload
 from verification import services
@@ -241,3 +242,18 @@ def test_waits_in_one_event_loop_share_one_redis_client_and_other_loops_get_thei
     other, _ = asyncio.run(two_clients())
     assert first is again  # no client built per wait
     assert other is not first  # a client's connections belong to the loop that made them
+
+
+@pytest.mark.django_db
+def test_the_row_reader_keeps_the_row_so_the_answer_needs_no_second_read(device, django_assert_num_queries):
+    checkin = CheckIn.objects.create(device=device, claimed_external_id="EMP-1", status=CheckIn.Status.PROCESSING)
+    read = services.CheckinRowReader()
+
+    with django_assert_num_queries(1):  # the row and its device in one SELECT
+        assert read(checkin.pk) is False  # processing: the wait goes on
+    assert read.row.pk == checkin.pk and read.row.device == device
+
+    CheckIn.objects.filter(pk=checkin.pk).update(status=CheckIn.Status.DECIDED, decision=1, decided_at=timezone.now())
+    assert read(checkin.pk) is True
+    assert (read.row.status, read.row.decision) == (CheckIn.Status.DECIDED, 1)
+    assert read(checkin.pk + 1000) is False and read.row is None

@@ -56,7 +56,7 @@ class _AwaitingDecision:
 
     checkin_id: int
     until: float  # time.monotonic() deadline of the request's ``wait``
-    answer: Callable[[], Response]  # the answer as it stands when called (re-reads the row)
+    answer: Callable[[CheckIn | None], Response]  # the answer from the row given, or as it stands now (None)
 
 
 class CheckInCreateView(APIView):
@@ -139,17 +139,18 @@ class CheckInCreateView(APIView):
         return response
 
     @staticmethod
-    def _answer(request: Request, checkin_id: int) -> Response:
-        checkin = CheckIn.objects.select_related("device").get(pk=checkin_id)
+    def _answer(request: Request, checkin_id: int, row: CheckIn | None = None) -> Response:
+        checkin = row or CheckIn.objects.select_related("device").get(pk=checkin_id)
         body = checkin_response_serializer()(checkin, context={"request": request}).data
         if checkin.status in FINAL_STATUSES:
             return Response(body, status=status.HTTP_200_OK)
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
-    def _answer_after_wait(self, request: Request, checkin_id: int) -> Response:
-        """The answer once the wait is over, finished as DRF finishes a view's (renderer, errors)."""
+    def _answer_after_wait(self, request: Request, checkin_id: int, row: CheckIn | None = None) -> Response:
+        """The answer once the wait is over (from ``row``, the wait's last read, when it ended final),
+        finished as DRF finishes a view's (renderer, errors)."""
         try:
-            response = self._answer(request, checkin_id)
+            response = self._answer(request, checkin_id, row)
         except Exception as exc:  # noqa: BLE001 - handled exactly as inside the view (DRF's dispatch)
             response = self.handle_exception(exc)
         return self.finalize_response(request, response)
@@ -190,8 +191,10 @@ async def checkin_create(request: HttpRequest) -> HttpResponse:
     awaiting: _AwaitingDecision | None = getattr(response, "awaiting_decision", None)
     if awaiting is None:
         return response
-    await services.checkin_wait_final(checkin_id=awaiting.checkin_id, until=awaiting.until)
-    return await sync_to_async(awaiting.answer)()
+    read = services.CheckinRowReader()
+    final = await services.checkin_wait_final(checkin_id=awaiting.checkin_id, until=awaiting.until, is_final=read)
+    # Final: the row the wait just read is the answer. Not final (the wait ran out): read it once more.
+    return await sync_to_async(awaiting.answer)(read.row if final else None)
 
 
 # The OpenAPI schema (drf-spectacular) and DRF's tooling look for the APIView on the URL's callback.

@@ -51,10 +51,11 @@ from verification.services.reviews import (
     checkin_review_open,
     checkin_reviews_expire,
 )
-from verification.services.waits import checkin_announce_final, checkin_wait_final
+from verification.services.waits import CheckinRowReader, checkin_announce_final, checkin_wait_final
 from verification.services.workers import worker_heartbeat_record, worker_heartbeat_remove, worker_heartbeats_prune
 
 __all__ = [
+    "CheckinRowReader",
     "MediaReport",
     "RetentionReport",
     "TRANSIENT_ERRORS",

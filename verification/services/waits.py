@@ -94,6 +94,20 @@ def _is_final(checkin_id: int) -> bool:
     return final
 
 
+class CheckinRowReader:
+    """An ``is_final`` for :func:`checkin_wait_final` that keeps the row it read last (with its device), so
+    that the answer after a wait that ended final is built from that row instead of reading it once more
+    (one query fewer on every door's answer)."""
+
+    def __init__(self) -> None:
+        self.row: CheckIn | None = None
+
+    def __call__(self, checkin_id: int) -> bool:
+        self.row = CheckIn.objects.select_related("device").filter(pk=checkin_id).first()
+        _release_connection()
+        return self.row is not None and self.row.status in WAIT_ENDS_AT
+
+
 def _release_connection() -> None:
     """Give a pooled connection back while the request sleeps (``DATABASE_POOL``, on under ASGI).
 
