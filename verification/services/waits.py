@@ -88,12 +88,6 @@ def _publish(checkin_id: int) -> None:
 WAIT_ENDS_AT = (*FINAL_STATUSES, CheckIn.Status.REVIEW)
 
 
-def _is_final(checkin_id: int) -> bool:
-    final = CheckIn.objects.filter(pk=checkin_id, status__in=WAIT_ENDS_AT).exists()
-    _release_connection()
-    return final
-
-
 class CheckinRowReader:
     """An ``is_final`` for :func:`checkin_wait_final` that keeps the row it read last (with its device), so
     that the answer after a wait that ended final is built from that row instead of reading it once more
@@ -119,8 +113,9 @@ def _release_connection() -> None:
 
 async def checkin_wait_final(*, checkin_id: int, until: float, is_final: Callable[[int], bool] | None = None) -> bool:
     """Return once check-in ``checkin_id`` is final (True) or when ``time.monotonic()`` reaches ``until``
-    (False). ``is_final`` reads the row (tests count its calls); it runs in the request's thread."""
-    read = sync_to_async(is_final or _is_final)
+    (False). ``is_final`` reads the row (default: a :class:`CheckinRowReader`; tests count its calls); it
+    runs in the request's thread."""
+    read = sync_to_async(is_final or CheckinRowReader())
     if settings.CHECKIN_WAKEUP_URL:
         try:
             return await _wait_notified(checkin_id, until, read)
