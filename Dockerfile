@@ -46,10 +46,16 @@ RUN python deploy/image_requirements.py worker > /tmp/requirements.txt \
     && python -c "import cv2, ai_edge_litert.interpreter" \
     && python -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in ('tensorflow', 'keras', 'mtcnn')))"
 
+# The web reads a model's manifest.json (its version and thresholds) and never runs a network, so its
+# copy of the project leaves the weights out (~45 MB over the model versions kept in ml/models).
+FROM base AS web-source
+COPY . .
+RUN find ml/models -type f ! -name manifest.json -delete
+
 # --- The images: the environment, then the project installed the way the README installs it -----------
 FROM base AS web
 COPY --from=web-deps /opt/venv /opt/venv
-COPY . .
+COPY --from=web-source /app /app
 # Static assets are baked into the image (gunicorn serves them itself, SERVE_STATIC), as links to the
 # packages' own files rather than second copies; the throwaway key only lets settings load for this
 # build step and never reaches a running container.
