@@ -88,6 +88,9 @@ def django_db_setup(
     original_connection = connections["default"]
     # settings.DATABASES and connections.settings are the same dict; new threads read it too.
     settings.DATABASES["default"] = _postgres_settings(original_settings, database_url)
+    # Threads that outlive a test (asgiref's sync_to_async thread) keep the connection they opened in the
+    # unit tests before this package: forget them all, or their queries go to the unit tests' database.
+    _forget_every_threads_connections(connections)
     connections["default"] = connections.create_connection("default")
     try:
         with django_db_blocker.unblock():
@@ -105,12 +108,16 @@ def django_db_setup(
     finally:
         connections["default"].close()
         settings.DATABASES["default"] = original_settings
-        # Connections other threads opened meanwhile (asgiref's sync_to_async thread outlives every test)
-        # still name the dropped integration database: forget every thread's, not only this one's.
-        from asgiref.local import Local
-
-        connections._connections = Local(connections.thread_critical)
+        # Connections other threads opened meanwhile still name the dropped integration database.
+        _forget_every_threads_connections(connections)
         connections["default"] = original_connection
+
+
+def _forget_every_threads_connections(connections) -> None:
+    """Drop every thread's connection wrappers (not only this thread's): each opens anew from settings."""
+    from asgiref.local import Local
+
+    connections._connections = Local(connections.thread_critical)
 
 
 @pytest.fixture(scope="package")

@@ -58,3 +58,21 @@ def test_web_server_runs_the_compose_web_command_on_its_own_address() -> None:
     assert [part for part in command if part != "127.0.0.1:9999"] == [
         part for part in compose_command("web") if part != "0.0.0.0:8000"
     ]
+
+
+def test_integration_tests_see_postgresql_even_after_unit_tests_used_asgirefs_thread() -> None:
+    # A unit test served through Django's ASGI handler leaves asgiref's long-lived sync_to_async thread
+    # with a connection to the unit tests' database; an integration test that later reads through that
+    # thread must reach PostgreSQL (it once read the wrong database and never saw the worker's decision).
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    tests = [
+        "tests/verification/test_checkin_waits.py::test_asgi_path_serves_probes_and_a_waiting_checkin",
+        "tests/integration/test_decision_wakeup.py::test_waiter_is_woken_by_the_announcement_not_by_rereading_the_row",
+    ]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                         cwd=repo, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
