@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     band = commands.add_parser("review-band", help="the review band's lower thresholds, from the calibration fold",
                                description=(
         "Choose the review band's lower edge per reference count on the trials the operating point was chosen on "
-        "(LFW View 2 fold 8, mean rule): the lowest threshold letting at most --review-far of impostor check-ins "
+        "(LFW View 2 fold 8, the model's decision rule): the lowest threshold letting at most --review-far of impostor check-ins "
         "reach a guard. Prints the block with FAR/FRR and 95 % intervals; --write stores it as the manifest's "
         "review_band. Refuses when the admit thresholds re-derived on the same trials are not the manifest's."))
     band.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR", help=f"LFW root (default: ${_LFW_ENV})")
@@ -80,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also report the band on the test folds' people (9+10; chooses nothing)")
     band.add_argument("--write", action="store_true", help="store the block in the model's manifest.json")
     _model_arg(band)
+
+    point = commands.add_parser("operating-point", help="choose the per-reference thresholds again under a rule",
+                                description=(
+        "Choose the model's per-reference-count thresholds again on LFW View 2 fold 8 (every image a probe against "
+        "every other person enrolled with k photos) for the manifest's target FAR, under --rule: 'template' (the "
+        "probe against the mean of the k reference embeddings) or 'mean' (the mean of the k scores). Prints the "
+        "block; --write stores it in the manifest and drops the review band calibrated under the old thresholds "
+        "(run review-band --write after it)."))
+    point.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR", help=f"LFW root (default: ${_LFW_ENV})")
+    point.add_argument("--cache", metavar="FILE", help="crop cache from training (skips re-detection)")
+    point.add_argument("--rule", choices=("template", "mean"), default="template", help="decision rule (default template)")
+    point.add_argument("--write", action="store_true", help="store it in the model's manifest.json")
+    _model_arg(point)
 
     info = commands.add_parser("info", help="print the model's manifest as JSON")
     _model_arg(info)
@@ -221,6 +234,18 @@ def _cmd_review_band(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_operating_point(args: argparse.Namespace) -> int:
+    from ml.export import recalibrate_operating_point
+    from ml.inference import SHIPPED_MODEL_DIR
+
+    if not args.lfw:
+        raise SystemExit(f"operating-point: give --lfw DIR or set ${_LFW_ENV}")
+    entry = recalibrate_operating_point(args.model or SHIPPED_MODEL_DIR, lfw_dir=args.lfw, cache_path=args.cache,
+                                        rule=args.rule, write=args.write)
+    print(json.dumps(entry, indent=2))
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     import keras
 
@@ -249,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "score-pairs": _cmd_score_pairs, "info": _cmd_info,
-                "robustness": _cmd_robustness, "review-band": _cmd_review_band, "convert": _cmd_convert}
+                "robustness": _cmd_robustness, "review-band": _cmd_review_band, "convert": _cmd_convert,
+                "operating-point": _cmd_operating_point}
     from ml.inference import ModelError
 
     try:

@@ -114,9 +114,10 @@ def large_sample_report(lfw_dir: str | os.PathLike[str], model: Any, protocol: A
         "genuine_pairs": int(len(pairs.genuine)), "impostor_pairs": int(len(pairs.impostor)),
         "tar_at_far": {f"{far:g}": tar_at_far_with_ci(trials, far, resamples=resamples).as_dict() for far in (1e-3, 1e-4)},
         "at_shipped_threshold": rates_with_ci(trials, model.threshold, resamples=resamples),
-        "mean_rule_at_shipped_thresholds": expected_rates(embeddings, people, model.scorer,
-                                                          {str(k): v for k, v in model.thresholds().items()},
-                                                          resamples=resamples),
+        "decision_rule": model.rule,
+        "decision_rule_at_shipped_thresholds": expected_rates(embeddings, people, model.scorer,
+                                                              {str(k): v for k, v in model.thresholds().items()},
+                                                              resamples=resamples, rule=model.rule),
         "false_accepts_at_shipped_threshold": false_accept_spread(pairs, people, model.threshold),
         "confidence_intervals": "95 %, bootstrap over people (pairs sharing a person are not independent)",
     }

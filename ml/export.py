@@ -34,6 +34,8 @@ TARGET_FAR = 1e-3
 COHORT_SIZE = 500
 COHORT_TOP_K = 100
 REFERENCE_COUNTS = (1, 2, 3, 4, 5)
+DECISION_RULE = "template"
+"""How new models combine k references (``ml.operating_point``: fewer false rejects than the mean at the same FAR)."""
 
 
 def _rows_of_people(paths: np.ndarray, people: frozenset[str] | set[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +70,7 @@ def choose_scoring(trainer: Any, cache: dict[str, np.ndarray], training: Trainin
 
 def export_model(trainer: Any, *, cache: dict[str, np.ndarray], protocol: Any, training: TrainingSet,
                  best: dict[str, Any], elapsed: float, output_dir: str | os.PathLike[str], version: str,
-                 target_far: float = TARGET_FAR) -> Path:
+                 target_far: float = TARGET_FAR, rule: str = DECISION_RULE) -> Path:
     """Choose scoring and the operating point, then write the model directory."""
     from ml.inference import COHORT_FILE, MANIFEST_FILE, MODEL_FILE
     from ml.model import count_multiply_adds
@@ -84,12 +86,10 @@ def export_model(trainer: Any, *, cache: dict[str, np.ndarray], protocol: Any, t
     cal_rows, cal_names = _rows_of_people(cache["paths"], cal_people)
     cal_embeddings = trainer.embed_rows(cal_rows)
     operating = choose_operating_point(cal_embeddings, cal_names, scorer, target_far=target_far,
-                                       references=REFERENCE_COUNTS, seed=config.seed)
+                                       references=REFERENCE_COUNTS, seed=config.seed, rule=rule)
     thresholds = {k: row["threshold"] for k, row in operating["per_references"].items()}
     threshold = float(thresholds["1"])
-    for k, row in operating["per_references"].items():
-        log.info("k=%s threshold %.4f: FAR %.5f %s, FRR %.4f %s", k, row["threshold"], row["far"], row["far_ci95"],
-                 row["frr"], row["frr_ci95"])
+    log_operating_point(operating)
 
     cal_pairs, cal_same = pairs_from_protocol(protocol.calibrate_pairs, cache["paths"][cal_rows])
     cal_scores = scorer(cal_embeddings[cal_pairs[:, 0]], cal_embeddings[cal_pairs[:, 1]])
@@ -100,13 +100,7 @@ def export_model(trainer: Any, *, cache: dict[str, np.ndarray], protocol: Any, t
         "threshold": threshold,
         "threshold_source": (f"LFW fold 8 (calibrate), every cross-person image pair: the lowest threshold with "
                              f"FAR <= {target_far:g} for one reference"),
-        "operating_point": {
-            "target_far": target_far,
-            "thresholds": thresholds,
-            "chosen_on": "LFW View 2 fold 8 (calibrate): every image as a probe against every other person enrolled "
-                         "with k random photos (5 draws), mean rule; 95 % intervals from a people bootstrap",
-            "expected": operating["per_references"],
-        },
+        "operating_point": operating_point_entry(operating),
         "scoring": scoring,
         "architecture": {
             "kind": "siamese: shared CNN tower -> L1Distance -> Dense(1, sigmoid)",
@@ -150,3 +144,52 @@ def export_model(trainer: Any, *, cache: dict[str, np.ndarray], protocol: Any, t
     log.info("wrote model directory %s (threshold %.4f for one reference, cohort norm %s)", out, threshold,
              scoring["cohort_norm"])
     return out
+
+
+def operating_point_entry(operating: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``operating_point`` from :func:`ml.operating_point.choose_operating_point`'s result."""
+    per_k = operating["per_references"]
+    return {
+        "target_far": operating["target_far"],
+        "rule": operating["rule"],
+        "thresholds": {k: row["threshold"] for k, row in per_k.items()},
+        "chosen_on": "LFW View 2 fold 8 (calibrate): every image as a probe against every other person enrolled "
+                     f"with k random photos (5 draws), rule: {operating['rule_words']}; 95 % intervals from a "
+                     "people bootstrap",
+        "expected": per_k,
+    }
+
+
+def log_operating_point(operating: dict[str, Any]) -> None:
+    for k, row in operating["per_references"].items():
+        log.info("%s rule, k=%s threshold %.4f: FAR %.5f %s, FRR %.4f %s", operating["rule"], k, row["threshold"],
+                 row["far"], row["far_ci95"], row["frr"], row["frr_ci95"])
+
+
+def recalibrate_operating_point(model_dir: str | os.PathLike[str], *, lfw_dir: str | os.PathLike[str],
+                                cache_path: str | os.PathLike[str] | None, rule: str, write: bool,
+                                target_far: float | None = None) -> dict[str, Any]:
+    """Choose a model directory's operating point again on LFW fold 8, under ``rule`` (the model's
+    embeddings and scoring unchanged), as :func:`export_model` does; with ``write``, the manifest's
+    ``threshold`` and ``operating_point`` are replaced (its review band, calibrated under the old
+    rule, is dropped: run ``python -m ml review-band --write`` again)."""
+    from ml.inference import MANIFEST_FILE, FaceModel
+    from ml.operating_point import check_rule, choose_operating_point
+    from ml.review_band import calibration_fold
+
+    check_rule(rule)
+    model = FaceModel(model_dir)
+    manifest = dict(model.manifest)
+    target = float(target_far if target_far is not None else manifest.get("operating_point", {}).get("target_far", TARGET_FAR))
+    _paths, people, crops = calibration_fold(lfw_dir, cache_path=cache_path)
+    seed = int(manifest.get("training", {}).get("config", {}).get("seed", 0))
+    operating = choose_operating_point(model.embed(crops), people, model.scorer,
+                                       target_far=target, references=REFERENCE_COUNTS, seed=seed, rule=rule)
+    log_operating_point(operating)
+    entry = operating_point_entry(operating)
+    if write:
+        manifest["operating_point"] = entry
+        manifest["threshold"] = float(entry["thresholds"]["1"])
+        manifest.pop("review_band", None)
+        (Path(model_dir) / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return entry

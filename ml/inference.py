@@ -121,6 +121,13 @@ class FaceModel:
         self.embedding_dim = int(self._head_w.shape[0])
         self.scorer = PairScorer(self._head_w, float(self._head_b), self._load_cohort(),
                                  top_k=int(self.manifest.get("scoring", {}).get("cohort_top_k", 100)))
+        # How k references make one decision score (ml.operating_point); manifests before it: the mean.
+        from ml.operating_point import MEAN_RULE, check_rule
+
+        try:
+            self.rule: str = check_rule(str(self.manifest.get("operating_point", {}).get("rule", MEAN_RULE)))
+        except ValueError as exc:
+            raise ModelError(f"{self.path}: {exc}") from None
 
     def _load_lite(self) -> tuple[np.ndarray, float, Any]:
         from ml.lite import LiteNetwork
@@ -154,7 +161,7 @@ class FaceModel:
         return cohort
 
     def thresholds(self) -> dict[int, float]:
-        """Threshold per number of references (mean rule), from the manifest's operating point;
+        """Threshold per number of references (under ``rule``), from the manifest's operating point;
         models without one use the single ``threshold`` for every count."""
         per_k = self.manifest.get("operating_point", {}).get("thresholds", {})
         return {int(k): float(v) for k, v in per_k.items()}
@@ -187,6 +194,18 @@ class FaceModel:
                 f"got {probe.shape} and {references.shape}"
             )
         return self.scorer.scores(references, probe[None, :])
+
+    def decision_score(self, probe: np.ndarray, references: np.ndarray, scores: np.ndarray | None = None) -> float:
+        """The one score the threshold is compared with, under the model's ``rule``: the mean of the
+        per-reference ``scores`` (computed when not given), or the probe's score against the template."""
+        from ml.operating_point import TEMPLATE_RULE, template_of
+
+        references = np.asarray(references, dtype=np.float32)
+        if references.ndim == 1:
+            references = references[None, :]
+        if self.rule == TEMPLATE_RULE:
+            return float(self.score(probe, template_of(references)[None, :])[0])
+        return float(np.mean(scores if scores is not None else self.score(probe, references)))
 
     def score_pairs(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Row-wise P(same person) of two (M, D) embedding arrays (evaluation over protocol pairs)."""

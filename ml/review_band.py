@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ml.largescale import rates_with_ci, threshold_at_far
-from ml.operating_point import ProbeScorer, draw_enrolments, reference_trials
+from ml.operating_point import MEAN_RULE, RULE_WORDS, ProbeScorer, draw_enrolments, reference_trials
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ REPRODUCE_TOLERANCE = 2e-3
 def choose_review_band(
     embeddings: np.ndarray, people: np.ndarray, scorer: ProbeScorer, *, admit_thresholds: dict[str, float],
     review_far: float = REVIEW_FAR, target_far: float | None = None, draws: int = ENROLMENT_DRAWS, seed: int = 0,
-    resamples: int = 200,
+    resamples: int = 200, rule: str = MEAN_RULE,
 ) -> dict[str, Any]:
     """Per reference count k in ``admit_thresholds`` (``{"1": t1, ...}``): the band's lower edge at
-    ``review_far`` on mean-rule trials (``ml.operating_point``'s), with FAR/FRR there and the band's
+    ``review_far`` on ``rule``'s trials (``ml.operating_point``'s), with FAR/FRR there and the band's
     shares. With ``target_far``, each k also records the admit threshold re-derived on the same trials
     (``admit_threshold_rederived``), to check the trials are the ones the operating point was chosen on.
     """
@@ -59,7 +59,7 @@ def choose_review_band(
         enrolments = draw_enrolments(people, k, draws=draws, seed=seed)
         if not enrolments or not enrolments[0].references:
             continue
-        trials = reference_trials(embeddings, people, scorer, enrolments)
+        trials = reference_trials(embeddings, people, scorer, enrolments, rule=rule)
         if len(trials.genuine) == 0 or len(trials.impostor) == 0:
             continue
         # Never above the admit threshold: a looser target on the same trials cannot give a higher edge,
@@ -78,8 +78,8 @@ def choose_review_band(
         per_k[key] = row
     return {
         "review_far": review_far,
-        "rule": "mean of the k reference scores: >= admit threshold admit; >= review threshold a guard decides; "
-                "below it refuse",
+        "rule": rule,
+        "rule_words": f"{RULE_WORDS[rule]}: admit; >= review threshold a guard decides; below it refuse",
         "per_references": per_k,
     }
 
@@ -87,15 +87,16 @@ def choose_review_band(
 def band_rates(
     embeddings: np.ndarray, people: np.ndarray, scorer: ProbeScorer, *, admit_thresholds: dict[str, float],
     review_thresholds: dict[str, float], draws: int = ENROLMENT_DRAWS, seed: int = 0, resamples: int = 200,
+    rule: str = MEAN_RULE,
 ) -> dict[str, Any]:
     """Fixed band edges measured on other people (the test folds): per k, FAR / FRR at the review edge with
-    95 % intervals and the band's shares, on mean-rule trials drawn as ``ml.operating_point.expected_rates``."""
+    95 % intervals and the band's shares, on ``rule``'s trials drawn as ``ml.operating_point.expected_rates``."""
     out: dict[str, Any] = {}
     for key in sorted(review_thresholds, key=int):
         enrolments = draw_enrolments(people, int(key), draws=draws, seed=seed + 101)
         if not enrolments or not enrolments[0].references:
             continue
-        trials = reference_trials(embeddings, people, scorer, enrolments)
+        trials = reference_trials(embeddings, people, scorer, enrolments, rule=rule)
         lower, admit = float(review_thresholds[key]), float(admit_thresholds[key])
         out[key] = {
             **rates_with_ci(trials, lower, resamples=resamples, seed=seed),
@@ -177,7 +178,7 @@ def review_band_for_model(model: Any, lfw_dir: str | os.PathLike[str], *,
     embeddings = model.embed(crops)
     band = choose_review_band(embeddings, people, model.scorer, admit_thresholds=admit, review_far=review_far,
                               target_far=operating.get("target_far"), draws=ENROLMENT_DRAWS, seed=seed,
-                              resamples=resamples)
+                              resamples=resamples, rule=model.rule)
     for key, row in band["per_references"].items():
         rederived = row.get("admit_threshold_rederived")
         if rederived is not None and abs(rederived - row["admit_threshold"]) > REPRODUCE_TOLERANCE:
@@ -196,7 +197,7 @@ def review_band_for_model(model: Any, lfw_dir: str | os.PathLike[str], *,
                            "people, at most 20 each; enrolments drawn as ml.operating_point.expected_rates",
             "per_references": band_rates(model.embed(test_crops), test_people, model.scorer, admit_thresholds=admit,
                                          review_thresholds=chosen, draws=ENROLMENT_DRAWS, seed=seed,
-                                         resamples=resamples),
+                                         resamples=resamples, rule=model.rule),
         }}
         for key, row in test_block["test_folds"]["per_references"].items():
             log.info("test folds k=%s review threshold %.4f: FAR %.5f %s, FRR %.4f %s, to review: genuine %.3f",
@@ -206,8 +207,8 @@ def review_band_for_model(model: Any, lfw_dir: str | os.PathLike[str], *,
         **band,
         "thresholds": chosen,
         "chosen_on": ("LFW View 2 fold 8 (calibrate), the operating point's trials: every image as a probe against "
-                      f"every other person enrolled with k random photos ({ENROLMENT_DRAWS} draws, seed {seed}), mean "
-                      "rule; 95 % intervals from a people bootstrap"),
+                      f"every other person enrolled with k random photos ({ENROLMENT_DRAWS} draws, seed {seed}), "
+                      f"{model.rule} rule; 95 % intervals from a people bootstrap"),
         "data_images": len(paths),
         "command": (f"python -m ml review-band --lfw LFW_DIR --review-far {review_far:g}"
                     f"{' --test' if test else ''} --write"),

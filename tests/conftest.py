@@ -64,6 +64,10 @@ class FakeInference:
     review_thresholds: tuple[tuple[int, float], ...] = ()  # the review band's lower edges (empty: no band)
     reject_reason: str | None = None
     scores: list[float] = field(default_factory=lambda: [0.9])
+    # The model's rule over k references; the fake's decision score is the mean of the scripted scores
+    # unless ``template_score`` scripts the score against the template.
+    rule: str = "mean"
+    template_score: float | None = None
     calls: Counter = field(default_factory=Counter)
     error: BaseException | None = None
     # None: the first face embeds to all 0.5 (enrolment tests read it back), every later one to its own
@@ -80,7 +84,7 @@ class FakeInference:
     def model_info(self) -> inference.ModelInfo:
         self.calls["model_info"] += 1
         return inference.ModelInfo(version=self.version, threshold=self.threshold, thresholds=self.thresholds,
-                                   review_thresholds=self.review_thresholds)
+                                   review_thresholds=self.review_thresholds, rule=self.rule)
 
     def configured_model_version(self) -> str:
         return self.version
@@ -127,6 +131,12 @@ class FakeInference:
         values = (self.scores * len(references))[: len(references)]
         return np.asarray(values, dtype=np.float32), 0.25
 
+    def decision_score(self, probe: np.ndarray, references: np.ndarray, scores: np.ndarray) -> float:
+        self.calls["decision_score"] += 1
+        if self.rule == "template" and self.template_score is not None:
+            return float(self.template_score)
+        return float(np.mean(scores))
+
 
 @pytest.fixture
 def fake_model(monkeypatch) -> FakeInference:
@@ -137,6 +147,7 @@ def fake_model(monkeypatch) -> FakeInference:
     monkeypatch.setattr(inference, "embed_faces", fake.embed_faces)
     monkeypatch.setattr(inference, "embed_reference_face", fake.embed_reference_face)
     monkeypatch.setattr(inference, "score", fake.score)
+    monkeypatch.setattr(inference, "decision_score", fake.decision_score)
     return fake
 
 

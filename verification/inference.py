@@ -52,12 +52,14 @@ class FaceRejected(Exception):
 class ModelInfo:
     """The loaded model's version and operating point.
 
-    ``thresholds`` maps a reference count to the threshold the mean rule was calibrated for at that
-    count (empty for a model with one threshold); ``threshold`` is the one-reference threshold.
+    ``thresholds`` maps a reference count to the threshold the model's ``rule`` was calibrated for at
+    that count (empty for a model with one threshold); ``threshold`` is the one-reference threshold.
     """
 
     version: str
     threshold: float
+    # How the k reference scores make the decision score (``ml.operating_point``): "mean" or "template".
+    rule: str = "mean"
     thresholds: tuple[tuple[int, float], ...] = ()
     # The manifest's ``operating_point``: the FAR the thresholds were chosen for, and the FAR expected at
     # each reference count on the model's own calibration people (empty for a manifest without one).
@@ -251,7 +253,7 @@ def model_info() -> ModelInfo:
     }
     band = (getattr(model, "manifest", None) or {}).get("review_band") or {}
     review_far = band.get("review_far")
-    return ModelInfo(version=str(model.version), threshold=float(model.threshold),
+    return ModelInfo(version=str(model.version), threshold=float(model.threshold), rule=str(getattr(model, "rule", "mean")),
                      thresholds=tuple(sorted(model.thresholds().items())),
                      target_far=None if target_far is None else float(target_far),
                      promised_far=tuple(sorted(promised.items())),
@@ -394,6 +396,11 @@ def score(probe: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, float]
     return np.asarray(scores, dtype=np.float32).reshape(-1), _ms_since(start)
 
 
+def decision_score(probe: np.ndarray, references: np.ndarray, scores: np.ndarray) -> float:
+    """The one score compared with the threshold, under the model's rule (``scores``: :func:`score`'s)."""
+    return get_model().decision_score(np.asarray(probe, np.float32), np.asarray(references, np.float32), scores)
+
+
 def score_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Row-wise Siamese scores of two (M, D) arrays of stored embeddings (the head only, no images)."""
     model = get_model()
@@ -406,11 +413,11 @@ def score_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 def checkin_trials(embeddings: np.ndarray, people: np.ndarray, *, references: int,
-                   scorer: Any, draws: int = 3, seed: int = 0) -> Any:
+                   scorer: Any, draws: int = 3, seed: int = 0, rule: str | None = None) -> Any:
     """Check-in-like trials (an ``ml.largescale.Trials``) among stored embeddings, ``people`` one id a row.
 
     One reference: every same-person pair is a genuine trial, every cross-person pair an impostor trial.
-    ``references`` k > 1: the mean rule, as the model's operating point was chosen (``ml.operating_point``):
+    ``references`` k > 1: the loaded model's rule, as its operating point was chosen (``ml.operating_point``):
     every row a probe against every other person enrolled with k of their rows (``draws`` seeded
     enrolments; only people with k + 1 rows are enrolled), genuine trials their remaining rows.
     ``scorer``: (M, D) x (M, D) -> (M,), e.g. :func:`score_pairs`.
@@ -425,7 +432,7 @@ def checkin_trials(embeddings: np.ndarray, people: np.ndarray, *, references: in
     enrolments = draw_enrolments(people, references, draws=draws, seed=seed)
     if not enrolments or not enrolments[0].references:
         return Trials(np.zeros(0, np.float32), people[:0], np.zeros(0, np.float32), np.zeros((0, 2), people.dtype))
-    return reference_trials(embeddings, people, scorer, enrolments)
+    return reference_trials(embeddings, people, scorer, enrolments, rule=rule or get_model().rule)
 
 
 def rates_with_ci(trials: Any, threshold: float, *, resamples: int = 200, seed: int = 0) -> dict[str, Any]:

@@ -137,6 +137,45 @@ def test_reference_trials_use_the_mean_over_k_references():
     np.testing.assert_allclose(trials.genuine, expected, rtol=1e-5)
 
 
+def test_template_trials_score_each_probe_once_against_the_normalised_mean_embedding():
+    embeddings, labels = _clustered(6, 4, 0.7, seed=5)
+    enrolments = draw_enrolments(labels, 3, draws=2, seed=1)
+    trials = reference_trials(embeddings, labels, _dot, enrolments, rule="template")
+    mean_trials = reference_trials(embeddings, labels, _dot, enrolments)
+    assert (len(trials.genuine), len(trials.impostor)) == (len(mean_trials.genuine), len(mean_trials.impostor))
+    genuine, impostor = [], []
+    for enrolment in enrolments:
+        for person, refs in enrolment.references.items():
+            template = embeddings[refs].mean(axis=0)
+            template /= np.linalg.norm(template)
+            for probe in range(len(labels)):
+                if labels[probe] != person:
+                    impostor.append(embeddings[probe] @ template)
+                elif probe not in refs:
+                    genuine.append(embeddings[probe] @ template)
+    np.testing.assert_allclose(trials.genuine, genuine, rtol=1e-5)
+    np.testing.assert_allclose(trials.impostor, impostor, rtol=1e-5)
+    assert not np.allclose(trials.genuine, mean_trials.genuine)  # a different rule, not the mean renamed
+
+
+def test_a_template_is_unit_length_and_one_reference_is_its_own_template():
+    from ml.operating_point import template_of
+
+    embeddings, _ = _clustered(2, 3, 0.7, seed=2)
+    assert np.linalg.norm(template_of(embeddings[:3])) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(template_of(embeddings[:1]), embeddings[0], rtol=1e-6)
+    opposite = np.stack([embeddings[0], -embeddings[0]])
+    assert not np.any(template_of(opposite))  # no direction: matches nobody rather than dividing by ~0
+    with pytest.raises(ValueError, match="reference embeddings"):
+        template_of(embeddings[:0])
+
+
+def test_an_unknown_rule_is_refused():
+    embeddings, labels = _clustered(4, 3, 0.7, seed=5)
+    with pytest.raises(ValueError, match="decision rule"):
+        reference_trials(embeddings, labels, _dot, draw_enrolments(labels, 2, draws=1, seed=1), rule="best")
+
+
 def test_choose_operating_point_meets_the_target_on_its_own_trials():
     embeddings, labels = _clustered(30, 5, 1.0, seed=9)
     point = choose_operating_point(embeddings, labels, _dot, target_far=0.01,

@@ -82,13 +82,14 @@ def test_a_review_far_outside_zero_one_is_refused(data):
 
 
 class _Model:
-    """What review_band_for_model needs of ml.inference.FaceModel: manifest, version, embed, scorer."""
+    """What review_band_for_model needs of ml.inference.FaceModel: manifest, version, rule, embed, scorer."""
 
     version = "tiny-1"
 
-    def __init__(self, admit: dict[str, float]):
-        self.manifest = {"operating_point": {"target_far": 0.01, "thresholds": admit},
+    def __init__(self, admit: dict[str, float], rule: str = "mean"):
+        self.manifest = {"operating_point": {"target_far": 0.01, "thresholds": admit, "rule": rule},
                          "training": {"config": {"seed": 4}}}
+        self.rule = rule
         self.scorer = _dot
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
@@ -149,3 +150,22 @@ def test_the_test_folds_report_measures_the_chosen_edges_on_other_people(data, m
         assert row["threshold"] == lower
         assert row["far"] == pytest.approx(np.mean(trials.impostor >= lower))
         assert row["frr"] == pytest.approx(np.mean(trials.genuine < lower))
+
+
+def test_a_template_rule_model_gets_its_band_on_template_trials(data, monkeypatch):
+    # The band sits under thresholds chosen on template-rule trials; on mean-rule trials those would not be
+    # re-derived, so a band built on the wrong rule's trials is refused, not written.
+    embeddings, labels, _ = data
+    point = choose_operating_point(embeddings, labels, _dot, target_far=0.01, references=(3,), draws=2, seed=4,
+                                   resamples=20, rule="template")
+    admit = {k: row["threshold"] for k, row in point["per_references"].items()}
+    monkeypatch.setattr(review_band, "ENROLMENT_DRAWS", 2)
+    monkeypatch.setattr(review_band, "calibration_fold",
+                        lambda lfw, cache_path=None: ([f"p{i}" for i in range(len(labels))], labels, embeddings))
+
+    block = review_band.review_band_for_model(_Model(admit, rule="template"), "unused", review_far=0.1, resamples=20)
+    trials = reference_trials(embeddings, labels, _dot, draw_enrolments(labels, 3, draws=2, seed=4), rule="template")
+    assert block["rule"] == "template" and "template" in block["chosen_on"]
+    assert block["thresholds"]["3"] == pytest.approx(threshold_at_far(trials.impostor, 0.1))
+    with pytest.raises(ValueError, match="re-derived"):
+        review_band.review_band_for_model(_Model(admit, rule="mean"), "unused", review_far=0.1, resamples=20)

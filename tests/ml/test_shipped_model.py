@@ -89,3 +89,32 @@ def test_score_pairs_cli_prints_scores_decisions_and_reasons(tmp_path, model):
 def test_info_cli_prints_the_manifest(model):
     out = subprocess.run([sys.executable, "-m", "ml", "info"], capture_output=True, text=True, timeout=120, check=True).stdout
     assert json.loads(out)["version"] == model.version
+
+
+def test_the_decision_score_follows_the_manifests_rule(model, embeddings, tmp_path):
+    # The template rule scores the probe once against the references' normalised mean embedding; a manifest
+    # without a rule (models before it) keeps the mean of the per-reference scores.
+    import shutil
+
+    from ml.operating_point import template_of
+
+    names = sorted(embeddings)
+    probe, references = embeddings[names[0]], np.stack([embeddings[n] for n in names[1:4]])
+    scores = model.score(probe, references)
+    expected = {"template": float(model.score(probe, template_of(references)[None])[0]), "mean": float(scores.mean())}
+    assert model.decision_score(probe, references, scores) == pytest.approx(expected[model.rule], rel=1e-6)
+    for rule in ("mean", "template", None):
+        copy = tmp_path / f"rule-{rule}"
+        shutil.copytree(model.path, copy)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest["operating_point"].pop("rule", None)
+        if rule:
+            manifest["operating_point"]["rule"] = rule
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        other = ml.load_model(copy)
+        assert other.rule == (rule or "mean")
+        assert other.decision_score(probe, references) == pytest.approx(expected[rule or "mean"], rel=1e-5)
+    manifest["operating_point"]["rule"] = "best"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ml.ModelError, match="decision rule"):
+        ml.inference.FaceModel(copy)

@@ -85,6 +85,28 @@ def test_decision_records_every_references_score(decided, two_references):
     ]
 
 
+def test_a_mean_rule_model_decides_on_the_mean_and_says_so(staff_client, decided):
+    entry = AuditEntry.objects.get(checkin=decided, kind=AuditEntry.Kind.DECISION)
+    assert entry.detail["decision_rule"] == "mean" and entry.score == pytest.approx(0.8)
+    assert "The decision compares the mean of these (0.800)" in staff_client.get(entry_url(decided)).content.decode()
+
+
+def test_a_template_rule_model_decides_on_the_template_score_not_the_mean(staff_client, device, two_references,
+                                                                           fake_model):
+    # Both references score 0.9 / 0.7 (mean 0.8, over the 0.5 threshold), but under the template rule the
+    # snapshot's score against the person's template is what decides: 0.3 refuses.
+    fake_model.scores, fake_model.rule, fake_model.template_score = [0.9, 0.7], "template", 0.3
+    checkin = services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
+    services.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert (checkin.decision, checkin.reason, checkin.score) == (0, "no_match", pytest.approx(0.3))
+    entry = AuditEntry.objects.get(checkin=checkin, kind=AuditEntry.Kind.DECISION)
+    assert entry.detail["decision_rule"] == "template" and entry.score == pytest.approx(0.3)
+    assert [row["score"] for row in entry.detail["reference_scores"]] == [pytest.approx(0.9), pytest.approx(0.7)]
+    content = staff_client.get(entry_url(checkin)).content.decode()
+    assert "the mean of these references&#x27; embeddings (the person&#x27;s template) (0.300)" in content
+
+
 def test_entry_page_shows_every_references_score_with_its_aligned_face(staff_client, decided, two_references):
     content = staff_client.get(entry_url(decided)).content.decode()
     assert "Score of each reference" in content
@@ -108,13 +130,13 @@ def test_entry_page_reads_the_detail_in_words_with_the_exact_json_one_click_away
     assert "Exact detail as hashed (JSON)" in content
 
 
-def test_entry_page_of_an_older_decision_says_only_the_mean_was_recorded(staff_client, device, enrolled_person):
+def test_entry_page_of_an_older_decision_says_only_the_decision_score_was_recorded(staff_client, device, enrolled_person):
     from verification.audit import audit_append
 
     entry = audit_append(kind=AuditEntry.Kind.DECISION, device_name="front-door", person_external_id="B-1001",
                          decision=1, score=0.91, threshold=0.5, detail={"best_reference_id": 1})
     content = staff_client.get(reverse("admin:verification_auditentry_change", args=[entry.pk])).content.decode()
-    assert "Only the mean score (0.910) was recorded" in content
+    assert "Only the decision score (0.910) was recorded" in content
 
 
 def test_audit_entries_explain_why_they_cannot_be_changed(staff_client, decided):

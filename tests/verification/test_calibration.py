@@ -126,6 +126,23 @@ def test_k_references_are_measured_as_the_models_operating_point_was_chosen(site
     assert "skipped" in report.per_references[3]  # nobody has 4 references to enrol 3 and probe 1
 
 
+def test_a_template_rule_model_is_calibrated_on_template_trials(site, fake_model):
+    from ml.operating_point import choose_operating_point
+
+    _, embeddings, people = site
+    fake_model.thresholds, fake_model.rule = ((1, 0.5), (2, 0.45)), "template"
+
+    report = calibration.calibration_measure(target_far=0.05, draws=3, resamples=50)
+
+    point = {rule: choose_operating_point(embeddings, people, fake_pair_scorer, target_far=0.05, references=(2,),
+                                          draws=3, seed=0, resamples=50, rule=rule)["per_references"]["2"]
+             for rule in ("template", "mean")}
+    proposed = report.per_references[2]["proposed"]
+    assert proposed["threshold"] == pytest.approx(point["template"]["threshold"])
+    assert (proposed["far"], proposed["frr"]) == pytest.approx((point["template"]["far"], point["template"]["frr"]))
+    assert point["template"]["threshold"] != pytest.approx(point["mean"]["threshold"])  # the rule matters here
+
+
 def test_a_site_far_over_twice_the_models_promise_is_a_warning(site, fake_model, monkeypatch):
     _, embeddings, people = site
     _, impostor = numpy_pairs(embeddings, people)

@@ -98,11 +98,19 @@ class _Echo:
         return value
 
 
+# The decision score in words, per the model's rule (``ml.operating_point``); entries before the rule was
+# recorded were all made with the mean.
+DECISION_RULE_WORDS = {
+    "mean": "the mean of these",
+    "template": "the snapshot's score against the mean of these references' embeddings (the person's template)",
+}
+
 # What an entry's ``detail`` keys mean, in words; a key not listed reads as its name with spaces.
 DETAIL_LABELS = {
     "timings": "Timings",
     "best_reference_id": "Best-matching reference",
     "reference_scores": "Score of each reference",
+    "decision_rule": "Decision rule",
     "threshold_source": "Threshold from",
     "superseded": "Overruled by a lockout (what the face said)",
     "operator": "Operator",
@@ -257,8 +265,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         scores = selectors.decision_reference_scores(detail=obj.detail or {})
         if not scores:
             return format_html(
-                "Only the mean score ({}) was recorded for this decision: per-reference scores are kept for "
-                "decisions made since this version.", _three(obj.score),
+                "Only the decision score ({}) was recorded for this decision: per-reference scores are kept "
+                "for decisions made since this version.", _three(obj.score),
             )
         rows = format_html_join(
             "",
@@ -277,9 +285,10 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         )
         return format_html(
             '<table class="va-scores"><thead><tr><th>Reference</th><th>Aligned face</th><th>Score</th><th></th></tr>'
-            '</thead><tbody>{}</tbody></table><p class="help">The decision compares the mean of these ({}) '
+            '</thead><tbody>{}</tbody></table><p class="help">The decision compares {} ({}) '
             "with the threshold ({}).</p>",
-            rows, _three(obj.score), _three(obj.threshold),
+            rows, DECISION_RULE_WORDS.get((obj.detail or {}).get("decision_rule") or "mean", "the decision score"),
+            _three(obj.score), _three(obj.threshold),
         )
 
     @admin.display(description="Snapshot and best-matching reference")

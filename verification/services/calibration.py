@@ -3,7 +3,8 @@
 The model's thresholds were chosen on someone else's photos (LFW); another camera or another
 population can put more strangers above them. Here the site's ready references (one model version)
 are scored against each other: every cross-person pair is an impostor trial and every same-person
-pair a genuine one (one reference); for k references the mean rule is simulated as the model's own
+pair a genuine one (one reference); for k references the model's decision rule (the mean of the k
+scores, or the score against the template of the k embeddings) is simulated as the model's own
 operating point was chosen (``verification.inference.checkin_trials``). The report gives, per
 reference count, FAR and FRR at the thresholds in force with people-bootstrap 95 % intervals, the
 threshold meeting a target FAR, the review band's lower edge at a looser ``review_far`` (between the two a
@@ -113,7 +114,8 @@ def calibration_measure(
     promised = dict(info.promised_far)
     counts = sorted({1, *dict(info.thresholds)})
     for k in counts:
-        trials = inference.checkin_trials(embeddings, people, references=k, scorer=scorer, draws=draws, seed=seed)
+        trials = inference.checkin_trials(embeddings, people, references=k, scorer=scorer, draws=draws, seed=seed,
+                                          rule=info.rule)
         if len(trials.genuine) == 0 or len(trials.impostor) == 0:
             report.per_references[k] = {"skipped": f"no person has {k + 1 if k > 1 else 2} ready references"}
             continue

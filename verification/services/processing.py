@@ -230,12 +230,15 @@ def _finish(work: _FaceWork, face: Any) -> CheckIn:
             probe_embedding=probe, audit_detail=replay.detail(), **verdict,
         )
         return CheckIn.objects.get(pk=checkin_id)
-    scores, timings["score_ms"] = inference.score(face.embedding, selectors.embeddings_matrix(references))
-    # Decide on the MEAN score over the person's references, not the best one: taking the best of k
-    # references gives a stranger k chances (siamese-lfw-1.0.0, LFW fold-8 people, 3 references:
-    # best-of 18.3 % of strangers in, mean 5.6 %; bench/reference_aggregation.py). The threshold is
-    # the one calibrated for this many references at the model's target FAR (ml.operating_point).
-    decision_score = float(scores.mean())
+    matrix = selectors.embeddings_matrix(references)
+    scores, timings["score_ms"] = inference.score(face.embedding, matrix)
+    # One score over ALL the person's references, never the best one: taking the best of k references
+    # gives a stranger k chances (siamese-lfw-1.0.0, LFW fold-8 people, 3 references: best-of 18.3 % of
+    # strangers in, mean 5.6 %; bench/reference_aggregation.py). The model's rule says how: the mean of
+    # the k scores, or (from siamese-lfw-3.2) the score against the mean of the k embeddings, which refuses
+    # fewer genuine people at the same FAR (ml.operating_point). The threshold is the one calibrated for
+    # this many references under that rule at the model's target FAR.
+    decision_score = inference.decision_score(face.embedding, matrix, scores)
     best = int(scores.argmax())  # the closest reference, shown beside the snapshot in the audit log
     verdict["threshold"] = work.info.threshold_for(len(references))
     # The review band below it (None: REVIEW_BAND off or no band calibrated): a guard decides there.
@@ -243,14 +246,15 @@ def _finish(work: _FaceWork, face: Any) -> CheckIn:
     band = reviews.band_verdict(score=decision_score, **{k: verdict[k] for k in ("threshold", "review_threshold")})
     decision = 1 if band == "admit" else 0
     timings["process_ms"] = _ms_since(work.started)
-    # Every reference's score, for the audit entry's page (issue 11, item 2); the decision is their mean.
+    # Every reference's score, for the audit entry's page (issue 11, item 2), and the rule that made one of them.
     reference_scores = [
         {"reference_id": reference.pk, "score": round(float(value), 6)} for reference, value in zip(references, scores)
     ]
     if band == reviews.MODEL_VERDICT_REVIEW:
         reviews.checkin_review_open(
             checkin_id=checkin_id, person=person, score=decision_score, best_reference_id=references[best].pk,
-            timings=timings, probe_embedding=probe, reference_scores=reference_scores, **verdict,
+            timings=timings, probe_embedding=probe, reference_scores=reference_scores,
+            decision_rule=work.info.rule, **verdict,
         )
         return CheckIn.objects.get(pk=checkin_id)
     checkin_decide(
@@ -262,7 +266,7 @@ def _finish(work: _FaceWork, face: Any) -> CheckIn:
         best_reference_id=references[best].pk,
         timings=timings,
         probe_embedding=probe,
-        audit_detail={"reference_scores": reference_scores},
+        audit_detail={"reference_scores": reference_scores, "decision_rule": work.info.rule},
         **verdict,
     )
     return CheckIn.objects.get(pk=checkin_id)

@@ -1,6 +1,6 @@
 """The review band (issue 10, item 1): a guard decides the check-ins the model is unsure about.
 
-Three bands on the mean score over the claimed person's references, per reference count k:
+Three bands on the decision score over the claimed person's references (the model's rule), per reference count k:
 
 - at or above the admit threshold (``ModelInfo.threshold_for(k)``): 1, as without the band;
 - at or above the review threshold (``ModelInfo.review_threshold_for(k)``) and below the admit one:
@@ -105,6 +105,7 @@ def checkin_review_open(
     timings: dict[str, float] | None = None,
     probe_embedding: bytes | None = None,
     reference_scores: list[dict[str, Any]] | None = None,
+    decision_rule: str = "",
 ) -> bool:
     """Worker: the score fell in the band; put the check-in in review with its deadline. Idempotent:
     False if it is no longer processing. A lockout in force now decides it 0 ``locked_out`` instead,
@@ -165,7 +166,8 @@ def checkin_review_open(
             "timings": timings,
         }
         | ({"threshold_source": threshold_source} if threshold_source else {})
-        | ({"reference_scores": reference_scores} if reference_scores else {}),
+        | ({"reference_scores": reference_scores} if reference_scores else {})
+        | ({"decision_rule": decision_rule} if decision_rule else {}),
     )
     logger.info("check-in %s sent to review (score %.4f in [%.4f, %.4f)) until %s", checkin_id, score,
                 review_threshold, threshold, expires.isoformat())

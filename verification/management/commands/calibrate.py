@@ -20,7 +20,7 @@ def _rate(row: dict, name: str) -> str:
 class Command(BaseCommand):
     help = (
         "Measure the site's false-accept and false-reject rates on its own ready references (every cross-person "
-        "pair, every same-person pair; the mean rule for k references), at the thresholds in force and at the "
+        "pair, every same-person pair; the model's decision rule for k references), at the thresholds in force and at the "
         "thresholds meeting a target FAR. --apply stores those as the site's thresholds for this model version."
     )
 
