@@ -7,9 +7,9 @@ strangers as either, so it is not one of them); the model's manifest names its r
 - ``mean``: the mean of the k pair scores reaches the threshold (models before siamese-lfw-3.2);
 - ``template``: the probe's score against the person's *template* (the mean of the k reference
   embeddings, L2-normalised again) reaches the threshold. Averaging the embeddings averages out
-  each photo's lighting, pose and camera before scoring; on LFW fold 8 (calibration) at 3
-  references it refused 21.6 % of genuine probes where the mean rule refused 26.8 %, at the same
-  FAR 1e-3 (at 1e-4: 48.9 % vs 62.5 %), and it scores once instead of k times.
+  each photo's lighting, pose and camera before scoring; with siamese-lfw-3.0.0 on LFW fold 8
+  (calibration) at 3 references it refused 21.7 % of genuine probes where the mean rule refused
+  26.3 %, at the same FAR 1e-3 (at 1e-4: 49.3 % vs 59.9 %; ``bench/decision_rule.py``).
 
 So the threshold is chosen on trials that look like check-ins: every image of the calibration fold
 is a probe against every other calibration person enrolled with k of their photos (several seeded
