@@ -210,11 +210,13 @@ def test_a_worker_that_loads_a_new_model_version_appends_model_changed_once_per_
 
     assert model_change_record() is not None
     assert model_change_record() is None  # the same version again (another process, a redelivery): nothing
-    fake_model.version, fake_model.threshold = "fake-2", 0.6
+    fake_model.version, fake_model.threshold, fake_model.rule = "fake-2", 0.6, "template"
     model_change_record()
     entries = list(AuditEntry.objects.filter(kind="model_changed").order_by("seq"))
     assert [(e.model_version, e.threshold) for e in entries] == [("fake-1", 0.5), ("fake-2", 0.6)]
     assert entries[1].detail["previous_version"] == "fake-1"
+    # The rule that turns k references into one score changes with the model: the log says which.
+    assert [e.detail["decision_rule"] for e in entries] == ["mean", "template"]
     assert all(e.actor == "system" for e in entries)
 
 

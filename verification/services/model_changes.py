@@ -43,5 +43,6 @@ def model_change_record(*, info=None, wait: bool = True) -> AuditEntry | None:  
         detail={
             "previous_version": previous or "",
             "thresholds": {str(count): float(value) for count, value in info.thresholds},
+            "decision_rule": info.rule,
         },
     )
