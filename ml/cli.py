@@ -19,6 +19,12 @@ def _model_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="PATH", help="model directory (default: the shipped model)")
 
 
+def _lfw_args(parser: argparse.ArgumentParser, *, cache: bool = True) -> None:
+    parser.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR", help=f"LFW root (default: ${_LFW_ENV})")
+    if cache:
+        parser.add_argument("--cache", metavar="FILE", help="crop cache from training (skips re-detection)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml", description="Siamese face verification: train, evaluate, score.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -44,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="report on the calibrate and test pairs", description=(
         "Score LFW View 2 fold 8 (calibrate) and folds 9+10 (test) at the model's threshold; print the report and "
         "write report.json and roc.png next to the model."))
-    evaluate.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR",
-                          help=f"LFW root (default: ${_LFW_ENV})")
-    evaluate.add_argument("--cache", metavar="FILE", help="crop cache from training (skips re-detection)")
+    _lfw_args(evaluate)
     _model_arg(evaluate)
 
     score = commands.add_parser("score-pairs", help="score image pairs listed in a file", description=(
@@ -62,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and report unusable rate, accuracy, FAR and FRR per condition at the model's threshold. Writes "
         "robustness.json next to the model; --size-sweep also measures accuracy against face width "
         "(size_curve.json) below the policy's minimum."))
-    robust.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR", help=f"LFW root (default: ${_LFW_ENV})")
+    _lfw_args(robust, cache=False)
     robust.add_argument("--per-person", type=int, default=6, help="images per person at most (default 6)")
     robust.add_argument("--size-sweep", action="store_true", help="also measure accuracy against face width")
     _model_arg(robust)
@@ -73,8 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(LFW View 2 fold 8, the model's decision rule): the lowest threshold letting at most --review-far of impostor check-ins "
         "reach a guard. Prints the block with FAR/FRR and 95 % intervals; --write stores it as the manifest's "
         "review_band. Refuses when the admit thresholds re-derived on the same trials are not the manifest's."))
-    band.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR", help=f"LFW root (default: ${_LFW_ENV})")
-    band.add_argument("--cache", metavar="FILE", help="crop cache from training (skips re-detection)")
+    _lfw_args(band)
     band.add_argument("--review-far", type=float, default=None, help="impostor share allowed to reach a guard (default 0.01)")
     band.add_argument("--test", action="store_true",
                       help="also report the band on the test folds' people (9+10; chooses nothing)")
@@ -88,8 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "probe against the mean of the k reference embeddings) or 'mean' (the mean of the k scores). Prints the "
         "block; --write stores it in the manifest and drops the review band calibrated under the old thresholds "
         "(run review-band --write after it)."))
-    point.add_argument("--lfw", default=os.environ.get(_LFW_ENV), metavar="DIR", help=f"LFW root (default: ${_LFW_ENV})")
-    point.add_argument("--cache", metavar="FILE", help="crop cache from training (skips re-detection)")
+    _lfw_args(point)
     point.add_argument("--rule", choices=("template", "mean"), default="template", help="decision rule (default template)")
     point.add_argument("--write", action="store_true", help="store it in the model's manifest.json")
     _model_arg(point)

@@ -96,6 +96,7 @@ def test_the_decision_score_follows_the_manifests_rule(model, embeddings, tmp_pa
     # without a rule (models before it) keeps the mean of the per-reference scores.
     import shutil
 
+    from ml.inference import FaceModel
     from ml.operating_point import template_of
 
     names = sorted(embeddings)
@@ -117,4 +118,36 @@ def test_the_decision_score_follows_the_manifests_rule(model, embeddings, tmp_pa
     manifest["operating_point"]["rule"] = "best"
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ml.ModelError, match="decision rule"):
-        ml.inference.FaceModel(copy)
+        FaceModel(copy)
+
+
+def test_operating_point_cli_rechooses_thresholds_under_a_rule_and_drops_the_stale_band(tmp_path, monkeypatch):
+    # `python -m ml operating-point --write` on a copy of the shipped model, its calibration fold stood in for
+    # by the fixture faces: the thresholds become the chosen rule's, the version and weights stay, and the
+    # review band (chosen under the old thresholds) is dropped rather than left to sit under the wrong ones.
+    import shutil
+
+    from ml import cli, review_band
+    from ml.inference import SHIPPED_MODEL_DIR, FaceModel
+    from ml.operating_point import choose_operating_point
+
+    copy = tmp_path / "model"
+    shutil.copytree(SHIPPED_MODEL_DIR, copy)
+    names = [name for photos in PEOPLE.values() for name in photos]
+    crops = np.stack([ml.extract_face(ml.decode_image((FACES / name).read_bytes())) for name in names])
+    people = np.asarray([name.rsplit("_", 1)[0] for name in names])
+    monkeypatch.setattr(review_band, "calibration_fold", lambda lfw, cache_path=None: (names, people, crops))
+    before = json.loads((copy / "manifest.json").read_text())
+
+    assert cli.main(["operating-point", "--model", str(copy), "--lfw", str(tmp_path), "--rule", "mean", "--write"]) == 0
+
+    after = json.loads((copy / "manifest.json").read_text())
+    model = FaceModel(copy)
+    expected = choose_operating_point(model.embed(crops), people, model.scorer, target_far=1e-3, references=(1, 2),
+                                      seed=before["training"]["config"]["seed"], rule="mean")
+    assert after["operating_point"]["rule"] == "mean" and model.rule == "mean"
+    assert after["operating_point"]["thresholds"] == {k: row["threshold"] for k, row in expected["per_references"].items()}
+    assert after["threshold"] == after["operating_point"]["thresholds"]["1"]
+    assert "review_band" not in after and "review_band" in before
+    assert {k: v for k, v in after.items() if k not in {"operating_point", "threshold"}} == {
+        k: v for k, v in before.items() if k not in {"operating_point", "threshold", "review_band"}}
