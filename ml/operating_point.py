@@ -4,7 +4,7 @@ The door does not compare two photos: it compares one snapshot with the *k* enro
 the claimed person. Two rules combine the k references (best-of-k let in three times as many
 strangers as either, so it is not one of them); the model's manifest names its rule:
 
-- ``mean``: the mean of the k pair scores reaches the threshold (models before siamese-lfw-3.2);
+- ``mean``: the mean of the k pair scores reaches the threshold (models before siamese-lfw-3.0.1);
 - ``template``: the probe's score against the person's *template* (the mean of the k reference
   embeddings, L2-normalised again) reaches the threshold. Averaging the embeddings averages out
   each photo's lighting, pose and camera before scoring; with siamese-lfw-3.0.0 on LFW fold 8
@@ -52,7 +52,7 @@ def template_of(references: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected (k, D) reference embeddings with k >= 1, got {references.shape}")
     mean = references.mean(axis=0)
     norm = float(np.linalg.norm(mean))
-    # Two opposite references average to ~0: no direction to normalise, and no identity to match.
+    # Two opposite references average to ~0: no direction to normalise, so zeros rather than noise scaled up.
     return mean / norm if norm > 1e-6 else np.zeros_like(mean)
 
 

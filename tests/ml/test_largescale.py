@@ -165,7 +165,7 @@ def test_a_template_is_unit_length_and_one_reference_is_its_own_template():
     assert np.linalg.norm(template_of(embeddings[:3])) == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(template_of(embeddings[:1]), embeddings[0], rtol=1e-6)
     opposite = np.stack([embeddings[0], -embeddings[0]])
-    assert not np.any(template_of(opposite))  # no direction: matches nobody rather than dividing by ~0
+    assert not np.any(template_of(opposite))  # no direction: zeros rather than dividing by ~0
     with pytest.raises(ValueError, match="reference embeddings"):
         template_of(embeddings[:0])
 
