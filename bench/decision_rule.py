@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import ml  # noqa: E402
+from ml.inference import training_seed  # noqa: E402
 from ml.largescale import threshold_at_far  # noqa: E402
 from ml.operating_point import RULES, draw_enrolments, reference_trials  # noqa: E402
 from ml.review_band import calibration_fold, test_folds  # noqa: E402
@@ -44,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model = ml.load_model(args.model)
-    seed = int(model.manifest.get("training", {}).get("config", {}).get("seed", 0))
+    seed = training_seed(model.manifest)
     results: dict[str, dict] = {"model": model.version}
     for fold, load in (("calibration (fold 8)", calibration_fold), ("test (folds 9+10)", test_folds)):
         paths, people, crops = load(args.lfw, cache_path=args.cache)

@@ -25,6 +25,7 @@ from ml.convert import write_serving_files
 from ml.data import TrainingSet, pairs_from_protocol
 from ml.lfw import person_of
 from ml.metrics import report_at
+from ml.operating_point import TEMPLATE_RULE
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ TARGET_FAR = 1e-3
 COHORT_SIZE = 500
 COHORT_TOP_K = 100
 REFERENCE_COUNTS = (1, 2, 3, 4, 5)
-DECISION_RULE = "template"
+DECISION_RULE = TEMPLATE_RULE
 """How new models combine k references (``ml.operating_point``: fewer false rejects than the mean at the same FAR)."""
 
 
@@ -173,7 +174,7 @@ def recalibrate_operating_point(model_dir: str | os.PathLike[str], *, lfw_dir: s
     embeddings and scoring unchanged), as :func:`export_model` does; with ``write``, the manifest's
     ``threshold`` and ``operating_point`` are replaced (its review band, calibrated under the old
     rule, is dropped: run ``python -m ml review-band --write`` again)."""
-    from ml.inference import MANIFEST_FILE, FaceModel
+    from ml.inference import MANIFEST_FILE, FaceModel, training_seed
     from ml.operating_point import check_rule, choose_operating_point
     from ml.review_band import calibration_fold
 
@@ -182,9 +183,8 @@ def recalibrate_operating_point(model_dir: str | os.PathLike[str], *, lfw_dir: s
     manifest = dict(model.manifest)
     target = float(target_far if target_far is not None else manifest.get("operating_point", {}).get("target_far", TARGET_FAR))
     _paths, people, crops = calibration_fold(lfw_dir, cache_path=cache_path)
-    seed = int(manifest.get("training", {}).get("config", {}).get("seed", 0))
-    operating = choose_operating_point(model.embed(crops), people, model.scorer,
-                                       target_far=target, references=REFERENCE_COUNTS, seed=seed, rule=rule)
+    operating = choose_operating_point(model.embed(crops), people, model.scorer, target_far=target,
+                                       references=REFERENCE_COUNTS, seed=training_seed(manifest), rule=rule)
     log_operating_point(operating)
     entry = operating_point_entry(operating)
     if write:

@@ -57,6 +57,12 @@ def read_manifest(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
+def training_seed(manifest: dict[str, Any]) -> int:
+    """The seed the model was trained with: its operating point's enrolment draws were seeded with it, so
+    every re-derivation of those trials (review band, recalibration, benches) must use it too."""
+    return int(((manifest.get("training") or {}).get("config") or {}).get("seed", 0))
+
+
 def make_embed_fn(tower: Any, *, flip_average: bool) -> Any:
     """A traced ``(N, 100, 100, 3) uint8 -> (N, D)`` function over ``tower`` (inference mode).
 

@@ -97,31 +97,28 @@ def reference_trials(embeddings: np.ndarray, people: np.ndarray, scorer: ProbeSc
     people = np.asarray(people)
     embeddings = np.asarray(embeddings, dtype=np.float32)
     every = np.arange(len(people))
+    enrolled = [(person, refs) for enrolment in enrolments for person, refs in enrolment.references.items()]
     if rule == TEMPLATE_RULE:
-        # The templates become extra rows, so a scorer that prepares per-row work does it once for them too.
-        enrolled = [(person, refs) for enrolment in enrolments for person, refs in enrolment.references.items()]
+        # Enrolment i's template is row len(embeddings) + i, so a scorer that prepares per-row work does it
+        # once for the templates too.
         templates = np.stack([template_of(embeddings[refs]) for _, refs in enrolled]) if enrolled else embeddings[:0]
         score_rows = rows_scorer(np.concatenate([embeddings, templates]), scorer)
-        template_row = {i: len(embeddings) + i for i in range(len(enrolled))}
     else:
         score_rows = rows_scorer(embeddings, scorer)
     genuine, genuine_people, impostor, impostor_people = [], [], [], []
-    position = 0
-    for enrolment in enrolments:
-        for person, refs in enrolment.references.items():
-            if rule == TEMPLATE_RULE:
-                score = score_rows(every, np.full(len(every), template_row[position]))
-            else:
-                score = np.mean([score_rows(every, np.full(len(every), r)) for r in refs], axis=0)
-            position += 1
-            is_ref = np.zeros(len(people), dtype=bool)
-            is_ref[refs] = True
-            own = (people == person) & ~is_ref
-            other = people != person
-            genuine.append(score[own])
-            genuine_people.append(people[own])
-            impostor.append(score[other])
-            impostor_people.append(np.stack([people[other], np.full(int(other.sum()), person, dtype=people.dtype)], 1))
+    for position, (person, refs) in enumerate(enrolled):
+        if rule == TEMPLATE_RULE:
+            score = score_rows(every, np.full(len(every), len(embeddings) + position))
+        else:
+            score = np.mean([score_rows(every, np.full(len(every), r)) for r in refs], axis=0)
+        is_ref = np.zeros(len(people), dtype=bool)
+        is_ref[refs] = True
+        own = (people == person) & ~is_ref
+        other = people != person
+        genuine.append(score[own])
+        genuine_people.append(people[own])
+        impostor.append(score[other])
+        impostor_people.append(np.stack([people[other], np.full(int(other.sum()), person, dtype=people.dtype)], 1))
     return Trials(
         genuine=np.concatenate(genuine).astype(np.float32),
         genuine_people=np.concatenate(genuine_people),

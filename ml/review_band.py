@@ -172,7 +172,9 @@ def review_band_for_model(model: Any, lfw_dir: str | os.PathLike[str], *,
     admit = {str(k): float(v) for k, v in (operating.get("thresholds") or {}).items()}
     if not admit:
         raise ValueError(f"{model.version}: the manifest has no operating_point thresholds to put a band under")
-    seed = int(((model.manifest.get("training") or {}).get("config") or {}).get("seed", 0))
+    from ml.inference import training_seed
+
+    seed = training_seed(model.manifest)
     paths, people, crops = calibration_fold(lfw_dir, cache_path=cache_path)
     log.info("review band: %d calibration images of %d people (fold 8)", len(paths), len(np.unique(people)))
     embeddings = model.embed(crops)

@@ -235,7 +235,7 @@ def _finish(work: _FaceWork, face: Any) -> CheckIn:
     # One score over ALL the person's references, never the best one: taking the best of k references
     # gives a stranger k chances (siamese-lfw-1.0.0, LFW fold-8 people, 3 references: best-of 18.3 % of
     # strangers in, mean 5.6 %; bench/reference_aggregation.py). The model's rule says how: the mean of
-    # the k scores, or (from siamese-lfw-3.2) the score against the mean of the k embeddings, which refuses
+    # the k scores, or (from siamese-lfw-3.0.1) the score against the mean of the k embeddings, which refuses
     # fewer genuine people at the same FAR (ml.operating_point). The threshold is the one calibrated for
     # this many references under that rule at the model's target FAR.
     decision_score = inference.decision_score(face.embedding, matrix, scores)
