@@ -22,7 +22,8 @@ def center_crop(crops: np.ndarray, margin: int) -> np.ndarray:
     return np.ascontiguousarray(crops[:, margin : margin + FACE_SIZE, margin : margin + FACE_SIZE])
 
 
-def _geometry(crop: np.ndarray, margin: int, rng: np.random.Generator) -> np.ndarray:
+def jitter_geometry(crop: np.ndarray, margin: int, rng: np.random.Generator) -> np.ndarray:
+    """The aligned face out of a margin crop, slightly rotated, scaled, shifted and maybe mirrored."""
     angle = rng.uniform(-10.0, 10.0)
     scale = math.exp(rng.uniform(math.log(0.9), math.log(1.1)))
     shift = rng.uniform(-4.0, 4.0, size=2)
@@ -73,7 +74,7 @@ def augment_batch(crops: np.ndarray, margin: int, rng: np.random.Generator) -> n
     """(N, S, S, 3) uint8 margin crops -> (N, 100, 100, 3) uint8 augmented faces."""
     out = np.empty((len(crops), FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8)
     for i, crop in enumerate(crops):
-        face = _geometry(crop, margin, rng)
+        face = jitter_geometry(crop, margin, rng)
         face = _photometry(face, rng)
         out[i] = _degradation(face, rng)
     return out

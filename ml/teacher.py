@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 TEACHER_NAME = "dlib_face_recognition_resnet_model_v1"
 TEACHER_DIM = 128
+CHIP_SIZE, CHIP_PADDING = 150, 0.25  # dlib's own face chip (what compute_face_descriptor crops)
+# The face in dlib's chip is this wide in the student's units (a ``FACE_SIZE`` crop = 100): eye
+# centres measured 52-57 px apart in the chip against 31.5 px in the student's crop.
+CHIP_FACE_WIDTH = 171.0
 
 
 class HeldOutImage(ValueError):
@@ -69,8 +73,27 @@ def teacher_descriptors(
     return out, detected
 
 
-def _describe(lfw_dir: str, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _landmarks(dlib, detector, landmarks, image: np.ndarray):
+    """dlib's 5 landmarks of the photo's central face, and whether HOG found it (else the centred box
+    of a deep-funnelled LFW photo is used)."""
+    height, width = image.shape[:2]
+    boxes = list(detector(image, 0))
+    if boxes:
+        cx, cy = width / 2.0, height / 2.0
+        box = min(boxes, key=lambda b: (b.center().x - cx) ** 2 + (b.center().y - cy) ** 2)
+    else:
+        side = min(height, width)
+        box = dlib.rectangle(int(side * 0.28), int(side * 0.28), int(side * 0.72), int(side * 0.72))
+    return landmarks(image, box), bool(boxes)
+
+
+def _read_rgb(root: Path, rel: str) -> np.ndarray:
     import cv2
+
+    return cv2.cvtColor(cv2.imread(str(root / rel), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _describe(lfw_dir: str, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     from tqdm import tqdm
 
     dlib, detector, landmarks, descriptor = _load_dlib()
@@ -78,19 +101,58 @@ def _describe(lfw_dir: str, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     out = np.zeros((len(paths), TEACHER_DIM), dtype=np.float32)
     detected = np.zeros(len(paths), dtype=bool)
     for i, rel in enumerate(tqdm(paths, desc="teacher", unit="img", mininterval=30)):
-        image = cv2.cvtColor(cv2.imread(str(root / rel), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        height, width = image.shape[:2]
-        boxes = list(detector(image, 0))
-        if boxes:
-            cx, cy = width / 2.0, height / 2.0
-            box = min(boxes, key=lambda b: (b.center().x - cx) ** 2 + (b.center().y - cy) ** 2)
-            detected[i] = True
-        else:
-            side = min(height, width)
-            box = dlib.rectangle(int(side * 0.28), int(side * 0.28), int(side * 0.72), int(side * 0.72))
-        shape = landmarks(image, box)
+        image = _read_rgb(root, rel)
+        shape, detected[i] = _landmarks(dlib, detector, landmarks, image)
         out[i] = np.asarray(descriptor.compute_face_descriptor(image, shape), dtype=np.float32)
     return out, detected
+
+
+def _describe_views(lfw_dir: str, paths: list[str], rows: list[int], count: int, seed: int) -> np.ndarray:
+    from tqdm import tqdm
+
+    from ml.views import apply_view, views_of
+
+    dlib, detector, landmarks, descriptor = _load_dlib()
+    root = Path(lfw_dir) / "images"
+    out = np.zeros((len(paths), count, TEACHER_DIM), dtype=np.float32)
+    for i, (rel, row) in enumerate(zip(tqdm(paths, desc="teacher views", unit="img", mininterval=30), rows)):
+        image = _read_rgb(root, rel)
+        shape, _ = _landmarks(dlib, detector, landmarks, image)
+        chip = dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        for v, view in enumerate(views_of(seed, row, count)):
+            out[i, v] = np.asarray(descriptor.compute_face_descriptor(apply_view(chip, view, CHIP_FACE_WIDTH)), np.float32)
+    return out
+
+
+def build_teacher_views(
+    lfw_dir: str | os.PathLike[str], cache_paths: np.ndarray, held_out_people: frozenset[str], out_path: str | os.PathLike[str],
+    *, count: int, seed: int, workers: int = 1,
+) -> Path:
+    """Write ``out_path`` (.npz): ``rows`` (cache rows of training people) and ``targets`` (rows, count,
+    128): dlib's descriptor of each training face under its views 1..``count`` (:mod:`ml.views`).
+
+    Like :func:`build_teacher_cache`, nothing is computed from held-out people.
+    """
+    rows = np.asarray([r for r, p in enumerate(cache_paths.tolist()) if person_of(p) not in held_out_people], dtype=np.int64)
+    paths = cache_paths[rows].tolist()
+    if workers <= 1 or len(paths) < 2 * workers:
+        targets = _describe_views(str(lfw_dir), paths, rows.tolist(), count, seed)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        targets = np.zeros((len(rows), count, TEACHER_DIM), dtype=np.float32)
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            chunks = [pool.submit(_describe_views, str(lfw_dir), paths[i::workers], rows[i::workers].tolist(), count, seed)
+                      for i in range(workers)]
+            for i, chunk in enumerate(chunks):
+                targets[i::workers] = chunk.result()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez(tmp, rows=rows, targets=targets, seed=np.array(seed), teacher=np.array(TEACHER_NAME))
+    os.replace(tmp, out)
+    log.info("teacher descriptors of %d views of %d training images -> %s", count, len(rows), out)
+    return out
 
 
 def build_teacher_cache(

@@ -67,6 +67,10 @@ class TrainConfig:
     flip_average: bool = True
     distill_weight: float = 4.0
     relational_weight: float = 8.0
+    # Consistent teaching (ml/views.py): this many degraded views per training face, each described by
+    # the teacher once; ``view_fraction`` of each batch is shown as one of them, with that view's target.
+    teacher_views: int = 0
+    view_fraction: float = 0.5
     select_far: float = 1e-3  # model selection: TAR at this FAR over all validation image pairs
     # Warm start: a model directory (relative to the repository root) whose tower and head weights
     # start this run; "" trains from scratch. Continuing a model costs a fraction of a new run.
@@ -86,6 +90,7 @@ class TrainConfig:
         recorded.setdefault("relational_weight", 0.0)
         recorded.setdefault("init_from", "")
         recorded.setdefault("batch_seed", 0)
+        recorded.setdefault("teacher_views", 0)
         recorded["widths"] = tuple(recorded["widths"])
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(recorded) - known)
@@ -257,9 +262,9 @@ def train(
         training.labels, identities=config.identities_per_batch, k=config.photos_per_identity,
         singletons=config.singletons_per_batch, seed=config.batch_seed or config.seed,
     )
-    teacher = None
+    teacher = views = None
     if config.distill_weight or config.relational_weight:
-        teacher = _teacher_targets(lfw_dir, work, cache, protocol, training, config.embedding_dim)
+        teacher, views = _teacher_targets(lfw_dir, work, cache, protocol, training, config)
     trainer = _Trainer(config, training, cache["crops"], teacher)
     checkpoint = tf.train.Checkpoint(tower=trainer.tower, head=trainer.head, class_weights=trainer.class_weights,
                                      optimizer=trainer.optimizer, step=trainer.step)
@@ -278,8 +283,8 @@ def train(
         positions = sampler.batch(step)
         rng = np.random.default_rng([config.batch_seed or config.seed, 4, step])
         rows = training.indices[positions]
-        images = augment_batch(trainer.crops[rows], config.cache_margin, rng)
-        return images, training.labels[positions].astype(np.int32), trainer.teacher[rows]
+        images, targets = training_batch(trainer.crops, rows, trainer.teacher, views, config, rng)
+        return images, training.labels[positions].astype(np.int32), targets
 
     start = int(trainer.step.numpy())
     started = time.monotonic()
@@ -326,24 +331,67 @@ def train(
                         output_dir=output_dir, version=version)
 
 
-def _teacher_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol: Any, training: TrainingSet,
-                     embedding_dim: int) -> np.ndarray:
-    """Centred teacher targets per cache row (zeros outside the training rows), built once."""
-    from ml.teacher import build_teacher_cache, centred_targets
+def training_batch(crops: np.ndarray, rows: np.ndarray, teacher: np.ndarray, views: np.ndarray | None, config: TrainConfig,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Augmented faces of cache ``rows`` and each face's distillation target.
 
+    Without ``views`` every face is augmented at random and matches its clean photo's target. With
+    ``views`` ((cache rows, teacher_views, dim)), about ``view_fraction`` of the faces are shown under one
+    of their teacher views instead (random geometry, then the view's camera conditions) and match the
+    teacher's descriptor of that view; the rest are drawn exactly as without views.
+    """
+    from ml.augment import jitter_geometry
+    from ml.views import apply_view, draw_view, view_rng
+
+    images = augment_batch(crops[rows], config.cache_margin, rng)
+    targets = teacher[rows].copy()
+    if views is None:
+        return images, targets
+    shown = np.flatnonzero(rng.random(len(rows)) < config.view_fraction)
+    for i, index in zip(shown.tolist(), rng.integers(0, views.shape[1], size=len(shown)).tolist()):
+        row = int(rows[i])
+        view = draw_view(view_rng(config.seed, row, index + 1))
+        images[i] = apply_view(jitter_geometry(crops[row], config.cache_margin, rng), view)
+        targets[i] = views[row, index]
+    return images, targets
+
+
+def _teacher_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol: Any, training: TrainingSet,
+                     config: TrainConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """Centred teacher targets per cache row (zeros outside the training rows), built once, and with
+    ``config.teacher_views`` the centred targets of each row's views ((rows, views, dim); else None).
+    Views are centred on the clean photos' mean, so a view's target sits where the teacher put it."""
+    from ml.teacher import build_teacher_cache, build_teacher_views, centred_targets
+
+    workers = max(1, os.cpu_count() or 1)
     path = work / "teacher_dlib.npz"
     if not path.exists():
         log.info("computing teacher targets (dlib) for the training people's images -> %s", path)
-        build_teacher_cache(lfw_dir, cache["paths"], protocol.held_out_people, path, workers=max(1, os.cpu_count() or 1))
+        build_teacher_cache(lfw_dir, cache["paths"], protocol.held_out_people, path, workers=workers)
     with np.load(path) as data:
         rows, targets = data["rows"], data["targets"]
-    if targets.shape[1] != embedding_dim:
-        raise ValueError(f"distillation needs embedding_dim={targets.shape[1]} (the teacher's), not {embedding_dim}")
+    if targets.shape[1] != config.embedding_dim:
+        raise ValueError(f"distillation needs embedding_dim={targets.shape[1]} (the teacher's), not {config.embedding_dim}")
     keep = np.isin(rows, training.indices)  # validation people's images stay out of training entirely
-    centred, _ = centred_targets(targets[keep])
+    centred, mean = centred_targets(targets[keep])
     out = np.zeros((len(cache["paths"]), centred.shape[1]), dtype=np.float32)
     out[rows[keep]] = centred
-    return out
+    if not config.teacher_views:
+        return out, None
+    views_path = work / f"teacher_dlib_views{config.teacher_views}_seed{config.seed}.npz"
+    if not views_path.exists():
+        log.info("computing %d teacher views per training image -> %s", config.teacher_views, views_path)
+        build_teacher_views(lfw_dir, cache["paths"], protocol.held_out_people, views_path, count=config.teacher_views,
+                            seed=config.seed, workers=workers)
+    with np.load(views_path) as data:
+        view_rows, view_targets = data["rows"], data["targets"]
+    keep = np.isin(view_rows, training.indices)
+    shifted = view_targets[keep] - mean
+    shifted /= np.maximum(np.linalg.norm(shifted, axis=2, keepdims=True), 1e-6)
+    views = np.zeros((len(cache["paths"]),) + shifted.shape[1:], dtype=np.float32)
+    views[view_rows[keep]] = shifted
+    log.info("training shows %d teacher views per face (%.0f %% of each batch)", views.shape[1], 100 * config.view_fraction)
+    return out, views
 
 
 def _validation_images(paths: np.ndarray, training: TrainingSet) -> tuple[np.ndarray, np.ndarray]:

@@ -72,6 +72,7 @@ def test_a_model_is_reproducible_from_its_manifest_config(fake_lfw, work_dir, tm
     assert TrainConfig.from_manifest(out / "manifest.json") == TINY
     shipped_v1 = TrainConfig.from_manifest(ml.inference.SHIPPED_MODEL_DIR.parent / "siamese-lfw" / "manifest.json")
     assert shipped_v1.distill_weight == 0.0 and shipped_v1.relational_weight == 0.0
+    assert TrainConfig.from_manifest(ml.inference.SHIPPED_MODEL_DIR / "manifest.json").teacher_views == 0
 
 
 def test_training_resumes_from_its_last_checkpoint(fake_lfw, work_dir, tmp_path, caplog):
@@ -81,6 +82,23 @@ def test_training_resumes_from_its_last_checkpoint(fake_lfw, work_dir, tmp_path,
     with caplog.at_level(logging.INFO, logger="ml.train"):
         train(longer, lfw_dir=root, output_dir=tmp_path / "second", work_dir=work_dir, version="tiny-2")
     assert any("resumed from" in r.getMessage() and "step 4" in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_with_teacher_views_trains_on_the_cached_views(fake_lfw, work_dir, tmp_path, caplog):
+    from dataclasses import replace
+
+    root, _ = fake_lfw
+    with np.load(work_dir / "teacher_dlib.npz") as clean:
+        rows = clean["rows"]
+    # Ready view targets, as ml.teacher.build_teacher_views would write them, so no dlib runs.
+    views = np.random.default_rng(1).normal(0.1, 1.0, (len(rows), 2, 128)).astype(np.float32)
+    np.savez(work_dir / f"teacher_dlib_views2_seed{TINY.seed}.npz", rows=rows, targets=views, seed=np.array(TINY.seed),
+             teacher=np.array("fake"))
+    config = replace(TINY, teacher_views=2, view_fraction=0.5)
+    with caplog.at_level(logging.INFO, logger="ml.train"):
+        out = train(config, lfw_dir=root, output_dir=tmp_path / "model", work_dir=work_dir, version="tiny-views")
+    assert any("shows 2 teacher views per face" in r.getMessage() for r in caplog.records)
+    assert TrainConfig.from_manifest(out / "manifest.json") == config
 
 
 def test_negative_curriculum_hardens_from_random_to_the_maximum():
