@@ -101,6 +101,9 @@ class CheckIn(TimeStamped):
             # claimed person X / at device D decided since T".
             models.Index(fields=["claimed_external_id", "decided_at"], name="checkin_claimed_decided_idx"),
             models.Index(fields=["device", "decided_at"], name="checkin_device_decided_idx"),
+            # "Received in [since, until)" and "older than T": the dashboard's counts on every admin page
+            # view, the admin list (newest first) and the retention sweep.
+            models.Index(fields=["created_at"], name="checkin_created_idx"),
             # Replay check: "an earlier check-in whose snapshot had these bytes".
             models.Index(fields=["snapshot_sha256"], name="checkin_snapshot_sha256_idx"),
             # Review queue "in review, oldest first", the waiting-reviews metric and the timeout sweep
