@@ -108,7 +108,9 @@ def test_a_tampered_body_is_refused(signing, enrolled_person, fake_model):
     assert_refused(post(client, signed, **headers("not-the-secret", signed)), "signature_invalid")
 
 
-@pytest.mark.parametrize("offset", [-301, 301, -10_000])
+# A future timestamp draws nearer while the request is built and sent: 301 s ahead passed as inside the
+# 300 s skew once on a loaded machine, so the future case keeps a margin.
+@pytest.mark.parametrize("offset", [-301, 330, -10_000])
 def test_a_timestamp_outside_the_skew_is_refused(signing, enrolled_person, fake_model, offset):
     _, secret, client = signing
     body = multipart()
