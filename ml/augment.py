@@ -63,11 +63,15 @@ def _degradation(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noise = rng.normal(0.0, rng.uniform(2.0, 8.0), size=face.shape)
         face = np.clip(face + noise, 0, 255).astype(np.uint8)
     if rng.random() < 0.3:
-        # Channel order is irrelevant for an encode/decode round trip; only the artefacts matter.
-        ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(face), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))])
-        if ok:
-            face = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+        face = jpeg_round_trip(face, int(rng.integers(25, 90)))
     return face
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """``image`` after JPEG encoding at ``quality`` and decoding (unchanged if encoding fails).
+    Channel order is irrelevant for the round trip; only the artefacts matter."""
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if ok else image
 
 
 def augment_batch(crops: np.ndarray, margin: int, rng: np.random.Generator) -> np.ndarray:

@@ -20,6 +20,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ml.augment import jpeg_round_trip
+
 log = logging.getLogger(__name__)
 
 FRAME = (480, 640)  # height, width of the door frames built around the photo
@@ -77,8 +79,7 @@ def _face_width(px: int):
 
 def _jpeg(quality: int):
     def apply(photo, other, rng, face_px=LFW_FACE_PX):
-        ok, data = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if ok else photo
+        return jpeg_round_trip(photo, quality)
 
     return apply
 

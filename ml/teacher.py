@@ -60,17 +60,28 @@ def teacher_descriptors(
     refused = sorted({person_of(p) for p in paths} & held_out_people)
     if refused:
         raise HeldOutImage(f"teacher targets asked for held-out people: {refused[:5]}")
-    if workers <= 1 or len(paths) < 2 * workers:
-        return _describe(str(lfw_dir), paths)
+    return _in_processes(_describe, str(lfw_dir), [paths], (), workers)
+
+
+def _in_processes(describe, lfw_dir: str, columns: list[list], fixed: tuple, workers: int) -> tuple[np.ndarray, ...]:
+    """``describe(lfw_dir, *columns, *fixed)``'s arrays over every image: with ``workers`` > 1 the columns
+    (one entry per image) are split into strided chunks, each described in its own process (dlib runs on
+    one core each), and the arrays put back in the images' order."""
+    count = len(columns[0])
+    if workers <= 1 or count < 2 * workers:
+        return describe(lfw_dir, *columns, *fixed)
     from concurrent.futures import ProcessPoolExecutor
 
-    chunks = [paths[i::workers] for i in range(workers)]
-    out = np.zeros((len(paths), TEACHER_DIM), dtype=np.float32)
-    detected = np.zeros(len(paths), dtype=bool)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for i, (targets, found) in enumerate(pool.map(_describe, [str(lfw_dir)] * workers, chunks)):
-            out[i::workers], detected[i::workers] = targets, found
-    return out, detected
+        futures = [pool.submit(describe, lfw_dir, *[column[i::workers] for column in columns], *fixed) for i in range(workers)]
+        parts = [future.result() for future in futures]
+    merged = []
+    for chunks in zip(*parts):
+        whole = np.zeros((count,) + chunks[0].shape[1:], dtype=chunks[0].dtype)
+        for i, chunk in enumerate(chunks):
+            whole[i::workers] = chunk
+        merged.append(whole)
+    return tuple(merged)
 
 
 def _landmarks(dlib, detector, landmarks, image: np.ndarray):
@@ -107,7 +118,7 @@ def _describe(lfw_dir: str, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return out, detected
 
 
-def _describe_views(lfw_dir: str, paths: list[str], rows: list[int], count: int, seed: int) -> np.ndarray:
+def _describe_views(lfw_dir: str, paths: list[str], rows: list[int], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from tqdm import tqdm
 
     from ml.views import apply_view, views_of
@@ -115,12 +126,28 @@ def _describe_views(lfw_dir: str, paths: list[str], rows: list[int], count: int,
     dlib, detector, landmarks, descriptor = _load_dlib()
     root = Path(lfw_dir) / "images"
     out = np.zeros((len(paths), count, TEACHER_DIM), dtype=np.float32)
+    detected = np.zeros(len(paths), dtype=bool)
     for i, (rel, row) in enumerate(zip(tqdm(paths, desc="teacher views", unit="img", mininterval=30), rows)):
         image = _read_rgb(root, rel)
-        shape, _ = _landmarks(dlib, detector, landmarks, image)
+        shape, detected[i] = _landmarks(dlib, detector, landmarks, image)
         chip = dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
         for v, view in enumerate(views_of(seed, row, count)):
             out[i, v] = np.asarray(descriptor.compute_face_descriptor(apply_view(chip, view, CHIP_FACE_WIDTH)), np.float32)
+    return out, detected
+
+
+def _training_rows(cache_paths: np.ndarray, held_out_people: frozenset[str]) -> np.ndarray:
+    """Cache rows of people outside the held-out folds: the only images the teacher ever sees."""
+    return np.asarray([r for r, p in enumerate(cache_paths.tolist()) if person_of(p) not in held_out_people], dtype=np.int64)
+
+
+def _write_npz(out_path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
+    """``arrays`` saved to ``out_path`` whole or not at all (an interrupted run leaves no half file)."""
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, out)
     return out
 
 
@@ -128,29 +155,15 @@ def build_teacher_views(
     lfw_dir: str | os.PathLike[str], cache_paths: np.ndarray, held_out_people: frozenset[str], out_path: str | os.PathLike[str],
     *, count: int, seed: int, workers: int = 1,
 ) -> Path:
-    """Write ``out_path`` (.npz): ``rows`` (cache rows of training people) and ``targets`` (rows, count,
-    128): dlib's descriptor of each training face under its views 1..``count`` (:mod:`ml.views`).
+    """Write ``out_path`` (.npz): ``rows`` (cache rows of training people), ``targets`` (rows, count, 128):
+    dlib's descriptor of each training face under its views 1..``count`` (:mod:`ml.views`), and ``detected``.
 
     Like :func:`build_teacher_cache`, nothing is computed from held-out people.
     """
-    rows = np.asarray([r for r, p in enumerate(cache_paths.tolist()) if person_of(p) not in held_out_people], dtype=np.int64)
-    paths = cache_paths[rows].tolist()
-    if workers <= 1 or len(paths) < 2 * workers:
-        targets = _describe_views(str(lfw_dir), paths, rows.tolist(), count, seed)
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        targets = np.zeros((len(rows), count, TEACHER_DIM), dtype=np.float32)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            chunks = [pool.submit(_describe_views, str(lfw_dir), paths[i::workers], rows[i::workers].tolist(), count, seed)
-                      for i in range(workers)]
-            for i, chunk in enumerate(chunks):
-                targets[i::workers] = chunk.result()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez(tmp, rows=rows, targets=targets, seed=np.array(seed), teacher=np.array(TEACHER_NAME))
-    os.replace(tmp, out)
+    rows = _training_rows(cache_paths, held_out_people)
+    targets, detected = _in_processes(_describe_views, str(lfw_dir), [cache_paths[rows].tolist(), rows.tolist()],
+                                      (count, seed), workers)
+    out = _write_npz(out_path, rows=rows, targets=targets, detected=detected, seed=np.array(seed), teacher=np.array(TEACHER_NAME))
     log.info("teacher descriptors of %d views of %d training images -> %s", count, len(rows), out)
     return out
 
@@ -163,22 +176,20 @@ def build_teacher_cache(
 
     Rows of held-out people are skipped here, so the file never holds anything computed from them.
     """
-    rows = np.asarray([r for r, p in enumerate(cache_paths.tolist()) if person_of(p) not in held_out_people], dtype=np.int64)
+    rows = _training_rows(cache_paths, held_out_people)
     targets, detected = teacher_descriptors(lfw_dir, cache_paths[rows].tolist(), held_out_people, workers=workers)
     digest = hashlib.sha256(targets.tobytes()).hexdigest()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez(tmp, rows=rows, targets=targets, detected=detected, fingerprint=np.array(digest), teacher=np.array(TEACHER_NAME))
-    os.replace(tmp, out)
+    out = _write_npz(out_path, rows=rows, targets=targets, detected=detected, fingerprint=np.array(digest),
+                     teacher=np.array(TEACHER_NAME))
     log.info("teacher targets for %d training images (%d without a HOG detection) -> %s", len(rows), int((~detected).sum()), out)
     return out
 
 
-def centred_targets(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean-centred, L2-normalised targets and the mean (dlib's descriptors share a large common
-    component; without centring the student learns the mean and little else)."""
-    mean = targets.mean(axis=0)
+def centred_targets(targets: np.ndarray, mean: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-centred, L2-normalised targets (the last axis is the descriptor) and the mean: the targets'
+    own over the first axis, or ``mean`` when given (dlib's descriptors share a large common component;
+    without centring the student learns the mean and little else)."""
+    mean = targets.mean(axis=0) if mean is None else mean
     centred = targets - mean
-    centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-6)
+    centred /= np.maximum(np.linalg.norm(centred, axis=-1, keepdims=True), 1e-6)
     return centred.astype(np.float32), mean.astype(np.float32)

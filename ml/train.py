@@ -386,10 +386,9 @@ def _teacher_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol
     with np.load(views_path) as data:
         view_rows, view_targets = data["rows"], data["targets"]
     keep = np.isin(view_rows, training.indices)
-    shifted = view_targets[keep] - mean
-    shifted /= np.maximum(np.linalg.norm(shifted, axis=2, keepdims=True), 1e-6)
-    views = np.zeros((len(cache["paths"]),) + shifted.shape[1:], dtype=np.float32)
-    views[view_rows[keep]] = shifted
+    centred_views, _ = centred_targets(view_targets[keep], mean)
+    views = np.zeros((len(cache["paths"]),) + centred_views.shape[1:], dtype=np.float32)
+    views[view_rows[keep]] = centred_views
     log.info("training shows %d teacher views per face (%.0f %% of each batch)", views.shape[1], 100 * config.view_fraction)
     return out, views
 

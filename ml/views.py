@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ml.augment import jpeg_round_trip
+
 VIEW_STREAM = 11  # keeps view draws apart from the batch order's and augmentation's random streams
 
 
@@ -87,10 +89,7 @@ def apply_view(face: np.ndarray, view: View, face_width: float = 100.0) -> np.nd
         noise = np.random.default_rng(view.noise_seed).normal(0.0, view.noise_sigma, size=out.shape)
         out = np.clip(out + noise, 0, 255).astype(np.uint8)
     if view.jpeg_quality:
-        # Channel order is irrelevant for an encode/decode round trip; only the artefacts matter.
-        ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(out), [cv2.IMWRITE_JPEG_QUALITY, view.jpeg_quality])
-        if ok:
-            out = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+        out = jpeg_round_trip(out, view.jpeg_quality)
     return np.ascontiguousarray(out)
 
 

@@ -97,7 +97,7 @@ def test_teacher_views_are_computed_only_for_training_people(fake_lfw, monkeypat
 
     def describe(lfw_dir, chunk, rows, count, seed):
         asked.extend(chunk)
-        return np.ones((len(chunk), count, teacher.TEACHER_DIM), np.float32)
+        return np.ones((len(chunk), count, teacher.TEACHER_DIM), np.float32), np.ones(len(chunk), bool)
 
     monkeypatch.setattr(teacher, "_describe_views", describe)
     held_out = frozenset({f"P{i}" for i in range(30, 36)})
@@ -106,3 +106,17 @@ def test_teacher_views_are_computed_only_for_training_people(fake_lfw, monkeypat
     with np.load(out) as data:
         assert data["targets"].shape == (len(asked), 2, 128)
         assert not any(paths[r].split("/")[0] in held_out for r in data["rows"].tolist())
+
+
+def _describe_numbers(lfw_dir, paths, rows, scale):
+    return np.asarray([float(p) for p in paths]) * scale, np.asarray(rows) % 2 == 0
+
+
+def test_teacher_work_split_over_processes_comes_back_in_the_images_order():
+    from ml.teacher import _in_processes
+
+    paths, rows = [str(n) for n in range(11)], list(range(100, 111))
+    alone = _in_processes(_describe_numbers, "unused", [paths, rows], (2.0,), workers=1)
+    split = _in_processes(_describe_numbers, "unused", [paths, rows], (2.0,), workers=3)
+    assert np.array_equal(alone[0], np.arange(11) * 2.0) and np.array_equal(alone[1], np.arange(100, 111) % 2 == 0)
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(alone, split, strict=True))
