@@ -1,7 +1,7 @@
 """The Siamese network: a compact CNN tower, an L1 distance layer and a sigmoid head.
 
 Tower: 100x100x3 uint8 -> 128-d L2-normalised embedding. Seven 3x3 conv layers with BatchNorm
-and ReLU, striding down to 7x7, then a 1x1 bottleneck, flatten (faces are aligned, so position
+and ReLU (plus, optionally, residual 3x3 blocks in the three deeper stages), striding down to 7x7, then a 1x1 bottleneck, flatten (faces are aligned, so position
 carries identity information that global pooling would throw away), dropout and a linear
 128-d projection. About 75 M multiply-adds per face.
 
@@ -9,6 +9,8 @@ Head: ``Dense(1, sigmoid)`` over ``|e_a - e_b|`` gives P(same person).
 """
 
 from __future__ import annotations
+
+import re
 
 import keras
 from keras import layers
@@ -19,6 +21,8 @@ from ml.types import FACE_SIZE
 EMBEDDING_DIM = 128
 TOWER_NAME = "tower"
 HEAD_NAME = "same_person"
+# The layers of a residual block (``s3r1_conv``, ``s3r1_bn``, ...): new ones start as the identity.
+RESIDUAL_LAYER = re.compile(r"^s\d+r\d+_(conv|bn|add|relu)$")
 
 
 def _conv(x, filters: int, strides: int, name: str, weight_decay: float):
@@ -35,6 +39,21 @@ def _conv(x, filters: int, strides: int, name: str, weight_decay: float):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def _residual(x, name: str, weight_decay: float):
+    """``relu(x + bn(conv(x)))`` with the BatchNorm's scale starting at zero, so a new block is the
+    identity (its input is already a ReLU's output) until training gives it a use: a trained tower
+    deepened with such blocks (:func:`ml.widen.widen_into`) starts computing exactly what it did."""
+    filters = x.shape[-1]
+    y = layers.Conv2D(
+        filters, 3, padding="same", use_bias=False,
+        kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
+        name=f"{name}_conv",
+    )(x)
+    y = layers.BatchNormalization(gamma_initializer="zeros", name=f"{name}_bn")(y)
+    x = layers.Add(name=f"{name}_add")([x, y])
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
 def build_tower(
     *,
     widths: tuple[int, ...] = (32, 48, 96, 160),
@@ -42,8 +61,11 @@ def build_tower(
     dropout: float = 0.3,
     weight_decay: float = 5e-4,
     input_size: int = FACE_SIZE,
+    residual_blocks: int = 0,
 ) -> keras.Model:
-    """The embedding tower. ``widths`` are the channels of the four resolution stages."""
+    """The embedding tower. ``widths`` are the channels of the four resolution stages;
+    ``residual_blocks`` more 3x3 convs (identity-initialised residual blocks) end each of the
+    25x25, 13x13 and 7x7 stages."""
     inputs = keras.Input((input_size, input_size, 3), dtype="uint8", name="face")
     x = ScaleToUnit(name="scale")(inputs)
     x = _conv(x, widths[0] // 2, 1, "stem", weight_decay)
@@ -51,6 +73,8 @@ def build_tower(
     for stage, width in enumerate(widths[1:], start=2):
         x = _conv(x, width, 2, f"s{stage}a", weight_decay)  # 25, 13, 7
         x = _conv(x, width, 1, f"s{stage}b", weight_decay)
+        for block in range(residual_blocks):
+            x = _residual(x, f"s{stage}r{block + 1}", weight_decay)
     x = layers.Conv2D(64, 1, use_bias=False, name="bottleneck_conv")(x)
     x = layers.BatchNormalization(name="bottleneck_bn")(x)
     x = layers.ReLU(name="bottleneck_relu")(x)

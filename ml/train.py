@@ -53,6 +53,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     dropout: float = 0.3
     widths: tuple[int, ...] = (32, 48, 96, 160)
+    # Depth: identity-initialised residual 3x3 convs at the end of each of the three deeper stages
+    # (ml.model._residual), so a trained tower can be deepened by a continuation run.
+    residual_blocks: int = 0
     embedding_dim: int = 128
     cosface_weight: float = 1.0
     cosface_scale: float = 30.0
@@ -91,6 +94,7 @@ class TrainConfig:
         recorded.setdefault("init_from", "")
         recorded.setdefault("batch_seed", 0)
         recorded.setdefault("teacher_views", 0)
+        recorded.setdefault("residual_blocks", 0)
         recorded["widths"] = tuple(recorded["widths"])
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(recorded) - known)
@@ -116,7 +120,8 @@ class _Trainer:
         # (cache rows, 128) centred teacher targets; zero rows for images never trained on.
         self.teacher = teacher if teacher is not None else np.zeros((len(crops), config.embedding_dim), np.float32)
         self.tower = build_tower(
-            widths=config.widths, embedding_dim=config.embedding_dim, dropout=config.dropout, weight_decay=config.weight_decay
+            widths=config.widths, embedding_dim=config.embedding_dim, dropout=config.dropout,
+            weight_decay=config.weight_decay, residual_blocks=config.residual_blocks,
         )
         self.siamese = build_siamese(self.tower)
         self.head = self.siamese.get_layer(HEAD_NAME)
@@ -175,7 +180,8 @@ class _Trainer:
     def warm_start(self, model_dir: str | os.PathLike[str]) -> None:
         """Start from another model's tower and head; CosFace's class centres are imprinted as each
         training person's mean embedding, so the first steps refine instead of undoing the tower.
-        A source with fewer channels per stage is widened (:mod:`ml.widen`) into this run's tower."""
+        A source with fewer channels per stage, or without this run's residual blocks, is widened or
+        deepened (:mod:`ml.widen`) into this run's tower."""
         import keras
 
         from ml.inference import MODEL_FILE
@@ -186,7 +192,7 @@ class _Trainer:
         source_tower = source.get_layer(TOWER_NAME)
         if [w.shape for w in source_tower.get_weights()] == [w.shape for w in self.tower.get_weights()]:
             self.siamese.set_weights(source.get_weights())
-        else:  # a wider tower than the source's: Net2WiderNet keeps what the source learned
+        else:  # a wider or deeper tower than the source's: it starts computing what the source learned
             widen_into(source_tower, self.tower, seed=self.config.seed)
             self.head.set_weights(source.get_layer(HEAD_NAME).get_weights())
         embeddings = self.embed_rows(self.training.indices)

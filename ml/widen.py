@@ -31,21 +31,30 @@ def _spread(old: int, new: int, rng: np.random.Generator) -> np.ndarray:
 
 def widen_into(source: Any, target: Any, *, noise: float = 0.01, seed: int = 0) -> None:
     """Load ``source``'s weights into ``target``, a tower of the same layers with as many or more
-    channels per conv layer (:func:`ml.model.build_tower` with larger ``widths``).
+    channels per conv layer (:func:`ml.model.build_tower` with larger ``widths``), and possibly
+    residual blocks the source lacks (larger ``residual_blocks``): those keep their identity
+    initialisation, so the deeper tower computes the source's embedding too.
 
     ``noise`` is the standard deviation of the perturbation added to the copied filters, as a
     fraction of the layer's filter standard deviation.
     """
     import keras
 
+    from ml.model import RESIDUAL_LAYER
+
     rng = np.random.default_rng(seed)
     source_layers = {layer.name: layer for layer in source.layers}
+    dropped = sorted(set(source_layers) - {layer.name for layer in target.layers})
+    if dropped:
+        raise ValueError(f"target tower lacks the source's layers {dropped}: it would not compute the same embedding")
     channel_map: np.ndarray | None = None  # old channel of each input channel of the next conv
     for layer in target.layers:
         weights = layer.get_weights()
         if not weights:
             continue
         old = source_layers.get(layer.name)
+        if old is None and RESIDUAL_LAYER.match(layer.name):
+            continue  # a new block: the identity until trained (its input channels follow the stage's)
         if old is None:
             raise ValueError(f"source tower has no layer {layer.name!r}")
         old_weights = old.get_weights()

@@ -164,3 +164,29 @@ def test_train_command_overrides_config_fields_by_name():
     for bad in ("nonsense=1", "steps", "steps=many"):
         with pytest.raises(SystemExit, match="--set"):
             _config_overrides(TINY, [bad])
+
+
+def test_a_deeper_run_warm_starts_from_a_shallower_model_and_serves(fake_lfw, work_dir, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    import keras
+
+    from ml.inference import load_model
+    from ml.model import TOWER_NAME
+
+    root, _ = fake_lfw
+    first = train(TINY, lfw_dir=root, output_dir=tmp_path / "first", work_dir=work_dir, version="tiny-1")
+    fresh = tmp_path / "fresh-work"
+    fresh.mkdir()
+    for name in (f"lfw_cache_m{TINY.cache_margin}.npz", "teacher_dlib.npz"):
+        shutil.copy(work_dir / name, fresh / name)
+    deeper = replace(TINY, residual_blocks=1, init_from=str(first), batch_seed=7)
+    second = train(deeper, lfw_dir=root, output_dir=tmp_path / "second", work_dir=fresh, version="tiny-deep")
+    tower = keras.models.load_model(second / "model.keras", compile=False).get_layer(TOWER_NAME)
+    assert {"s2r1_conv", "s3r1_conv", "s4r1_conv"} <= {layer.name for layer in tower.layers}
+    assert TrainConfig.from_manifest(second / "manifest.json").residual_blocks == 1
+    # Trained blocks are no longer the identity, and the served (LiteRT) tower embeds with them.
+    assert np.abs(tower.get_layer("s3r1_bn").gamma.numpy()).max() > 0
+    faces = np.random.default_rng(0).integers(0, 256, (2, 100, 100, 3)).astype(np.uint8)
+    assert load_model(second).embed(faces).shape == (2, TINY.embedding_dim)

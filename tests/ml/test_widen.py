@@ -59,3 +59,28 @@ def test_a_narrower_target_is_refused(narrow_tower):
     smaller = build_tower(widths=(8, 8, 8, 8), embedding_dim=16, dropout=0.0, weight_decay=0.0)
     with pytest.raises(ValueError, match="cannot narrow"):
         widen_into(narrow, smaller)
+
+
+@pytest.mark.parametrize("widths", [NARROW, WIDE])
+def test_a_deepened_tower_computes_the_same_embedding_and_its_blocks_can_learn(narrow_tower, widths):
+    narrow, faces = narrow_tower
+    deep = build_tower(widths=widths, embedding_dim=16, dropout=0.0, weight_decay=0.0, residual_blocks=2)
+    widen_into(narrow, deep, noise=0.0, seed=3)
+    assert {f"s{stage}r{block}_conv" for stage in (2, 3, 4) for block in (1, 2)} <= {layer.name for layer in deep.layers}
+    for training in (False, True):  # new blocks add exactly zero until trained
+        np.testing.assert_allclose(deep(faces, training=training).numpy(), narrow(faces, training=training).numpy(),
+                                   atol=2e-5)
+    # The zero BatchNorm scale still gets a gradient, so a block does not stay the identity for ever.
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(deep(faces[:4], training=True)[:, 0])
+    gamma = deep.get_layer("s3r1_bn").gamma
+    assert float(tf.reduce_max(tf.abs(tape.gradient(loss, gamma)))) > 0
+
+
+def test_a_shallower_target_is_refused(narrow_tower):
+    narrow, _ = narrow_tower
+    deep = build_tower(widths=NARROW, embedding_dim=16, dropout=0.0, weight_decay=0.0, residual_blocks=1)
+    with pytest.raises(ValueError, match="lacks the source's layers"):
+        widen_into(deep, narrow)
