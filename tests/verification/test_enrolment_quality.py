@@ -130,6 +130,30 @@ def test_a_photo_that_does_not_match_the_persons_others_is_refused_and_an_operat
     assert services.reference_accept(reference=stranger, operator="officer") is False
 
 
+def test_consistency_asks_the_doors_question_under_the_models_rule_and_threshold_for_k(
+    person, fake_model, django_capture_on_commit_callbacks
+):
+    # A template-rule model with per-count thresholds, and a person with two ready photos.
+    fake_model.rule, fake_model.thresholds = "template", ((1, 0.5), (2, 0.7), (3, 0.75))
+    fake_model.scores = [0.9]
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(2):
+            services.reference_add(person=person, image_file=upload())
+    assert person.references.filter(status="ready").count() == 2
+
+    # Each pair scores below one photo's threshold, but the door would admit it against the template.
+    fake_model.scores, fake_model.template_score = [0.4], 0.8
+    matching = _add(person)
+    assert (matching.status, matching.quality["consistency"]) == ("ready", pytest.approx(0.8))
+    assert (matching.quality["consistency_threshold"], matching.quality["consistency_rule"]) == (0.7, "template")
+
+    # Pairs above one photo's threshold, but below the door's threshold for the three ready photos: refused.
+    fake_model.scores, fake_model.template_score = [0.6], 0.72
+    refused = _add(person)
+    assert (refused.status, refused.reason) == ("rejected", "inconsistent_reference")
+    assert refused.quality["consistency_threshold"] == 0.75
+
+
 def test_accepting_needs_the_right_to_change_reference_photos(enrolled_person, fake_model, client, django_user_model):
     fake_model.scores = [0.2]
     stranger = _add(enrolled_person)

@@ -250,11 +250,15 @@ def _reference_judge(*, reference: ReferenceImage, face: Any, info: Any) -> tupl
         ).exclude(pk=reference.pk)
     )
     if others:
-        scores, _ = inference.score(face.embedding, selectors.embeddings_matrix(others))
-        threshold = info.threshold_for(1)  # the model's own: one photo against one photo
-        result |= {"consistency": round(float(scores.mean()), 6), "consistency_threshold": threshold,
-                   "compared_with": [r.pk for r in others]}
-        if float(scores.mean()) < threshold:
+        # The door's own question: would this photo be admitted as a probe against the others? The
+        # model's rule over k references (mean of scores, or the template) at its threshold for k.
+        matrix = selectors.embeddings_matrix(others)
+        scores, _ = inference.score(face.embedding, matrix)
+        consistency = inference.decision_score(face.embedding, matrix, scores)
+        threshold = info.threshold_for(len(others))
+        result |= {"consistency": round(consistency, 6), "consistency_threshold": threshold,
+                   "consistency_rule": info.rule, "compared_with": [r.pk for r in others]}
+        if consistency < threshold:
             return ReferenceImage.Status.REJECTED, ReferenceImage.Reason.INCONSISTENT_REFERENCE, result
     return ReferenceImage.Status.READY, "", result
 
