@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ml.operating_point import RULES, TEMPLATE_RULE
+
 log = logging.getLogger("ml")
 
 _LFW_ENV = "ML_LFW_DIR"
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "block; --write stores it in the manifest and drops the review band calibrated under the old thresholds "
         "(run review-band --write after it)."))
     _lfw_args(point)
-    point.add_argument("--rule", choices=("template", "mean"), default="template", help="decision rule (default template)")
+    point.add_argument("--rule", choices=RULES, default=TEMPLATE_RULE, help=f"decision rule (default {TEMPLATE_RULE})")
     point.add_argument("--write", action="store_true", help="store it in the model's manifest.json")
     _model_arg(point)
 
