@@ -108,6 +108,7 @@ def export_model(trainer: Any, *, cache: dict[str, np.ndarray], protocol: Any, t
             "input": "100x100x3 uint8 RGB, 5-point aligned (MTCNN landmarks, ArcFace template)",
             "embedding_dim": config.embedding_dim,
             "tower_widths": list(config.widths),
+            "tower_residual_blocks": config.residual_blocks,  # per 25/13/7 px stage
             "tower_parameters": int(trainer.tower.count_params()),
             "tower_multiply_adds": count_multiply_adds(trainer.tower),
         },
