@@ -1,9 +1,10 @@
 """The Siamese network: a compact CNN tower, an L1 distance layer and a sigmoid head.
 
 Tower: 100x100x3 uint8 -> 128-d L2-normalised embedding. Seven 3x3 conv layers with BatchNorm
-and ReLU (plus, optionally, residual 3x3 blocks in the three deeper stages), striding down to 7x7, then a 1x1 bottleneck, flatten (faces are aligned, so position
-carries identity information that global pooling would throw away), dropout and a linear
-128-d projection. About 75 M multiply-adds per face.
+and ReLU (and optionally residual 3x3 blocks in the three deeper stages), striding down to 7x7,
+then a 1x1 bottleneck, flatten (faces are aligned, so position carries identity information that
+global pooling would throw away), dropout and a linear 128-d projection. The multiply-adds per face
+depend on the widths and blocks: 77 M for the defaults, 132 M for ``siamese-lfw-3``'s widths.
 
 Head: ``Dense(1, sigmoid)`` over ``|e_a - e_b|`` gives P(same person).
 """
