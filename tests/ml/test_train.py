@@ -131,8 +131,20 @@ def test_a_run_warm_starts_from_another_models_weights(fake_lfw, work_dir, tmp_p
     assert all(np.allclose(a, b) for a, b in zip(before, after, strict=True))
 
 
-def test_a_wider_run_warm_starts_from_a_narrower_model(fake_lfw, work_dir, tmp_path, caplog):
+def _first_model_and_fresh_work_dir(root, work_dir, tmp_path):
+    """A tiny trained model, and a work directory with its crop cache and teacher targets but no
+    checkpoints: a second run there can only take the first's weights through ``init_from``."""
     import shutil
+
+    first = train(TINY, lfw_dir=root, output_dir=tmp_path / "first", work_dir=work_dir, version="tiny-1")
+    fresh = tmp_path / "fresh-work"
+    fresh.mkdir()
+    for name in (f"lfw_cache_m{TINY.cache_margin}.npz", "teacher_dlib.npz"):
+        shutil.copy(work_dir / name, fresh / name)
+    return first, fresh
+
+
+def test_a_wider_run_warm_starts_from_a_narrower_model(fake_lfw, work_dir, tmp_path, caplog):
     from dataclasses import replace
 
     import keras
@@ -140,11 +152,7 @@ def test_a_wider_run_warm_starts_from_a_narrower_model(fake_lfw, work_dir, tmp_p
     from ml.model import HEAD_NAME, TOWER_NAME
 
     root, _ = fake_lfw
-    first = train(TINY, lfw_dir=root, output_dir=tmp_path / "first", work_dir=work_dir, version="tiny-1")
-    fresh = tmp_path / "fresh-work"
-    fresh.mkdir()
-    for name in (f"lfw_cache_m{TINY.cache_margin}.npz", "teacher_dlib.npz"):
-        shutil.copy(work_dir / name, fresh / name)
+    first, fresh = _first_model_and_fresh_work_dir(root, work_dir, tmp_path)
     wider = replace(TINY, widths=(8, 12, 16, 16), init_from=str(first), batch_seed=7, learning_rate=0.0, warmup_steps=0)
     second = train(wider, lfw_dir=root, output_dir=tmp_path / "second", work_dir=fresh, version="tiny-2")
     narrow = keras.models.load_model(first / "model.keras", compile=False)
@@ -167,7 +175,6 @@ def test_train_command_overrides_config_fields_by_name():
 
 
 def test_a_deeper_run_warm_starts_from_a_shallower_model_and_serves(fake_lfw, work_dir, tmp_path):
-    import shutil
     from dataclasses import replace
 
     import keras
@@ -176,11 +183,7 @@ def test_a_deeper_run_warm_starts_from_a_shallower_model_and_serves(fake_lfw, wo
     from ml.model import TOWER_NAME
 
     root, _ = fake_lfw
-    first = train(TINY, lfw_dir=root, output_dir=tmp_path / "first", work_dir=work_dir, version="tiny-1")
-    fresh = tmp_path / "fresh-work"
-    fresh.mkdir()
-    for name in (f"lfw_cache_m{TINY.cache_margin}.npz", "teacher_dlib.npz"):
-        shutil.copy(work_dir / name, fresh / name)
+    first, fresh = _first_model_and_fresh_work_dir(root, work_dir, tmp_path)
     deeper = replace(TINY, residual_blocks=1, init_from=str(first), batch_seed=7)
     second = train(deeper, lfw_dir=root, output_dir=tmp_path / "second", work_dir=fresh, version="tiny-deep")
     tower = keras.models.load_model(second / "model.keras", compile=False).get_layer(TOWER_NAME)
