@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ml.export import SCORINGS
 from ml.operating_point import RULES, TEMPLATE_RULE
 
 log = logging.getLogger("ml")
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(run review-band --write after it)."))
     _lfw_args(point)
     point.add_argument("--rule", choices=RULES, default=TEMPLATE_RULE, help=f"decision rule (default {TEMPLATE_RULE})")
+    point.add_argument("--scoring", choices=SCORINGS, default=None, help=(
+        "score normalisation: raw head scores or cohort_norm (AS-norm against the model's cohort.npy); "
+        "default: the manifest's"))
     point.add_argument("--write", action="store_true", help="store it in the model's manifest.json")
     _model_arg(point)
 
@@ -245,7 +249,7 @@ def _cmd_operating_point(args: argparse.Namespace) -> int:
     if not args.lfw:
         raise SystemExit(f"operating-point: give --lfw DIR or set ${_LFW_ENV}")
     entry = recalibrate_operating_point(args.model or SHIPPED_MODEL_DIR, lfw_dir=args.lfw, cache_path=args.cache,
-                                        rule=args.rule, write=args.write)
+                                        rule=args.rule, write=args.write, scoring=args.scoring)
     print(json.dumps(entry, indent=2))
     return 0
 

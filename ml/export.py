@@ -168,29 +168,50 @@ def log_operating_point(operating: dict[str, Any]) -> None:
                  row["far"], row["far_ci95"], row["frr"], row["frr_ci95"])
 
 
+SCORINGS = ("raw", "cohort_norm")
+
+
 def recalibrate_operating_point(model_dir: str | os.PathLike[str], *, lfw_dir: str | os.PathLike[str],
                                 cache_path: str | os.PathLike[str] | None, rule: str, write: bool,
-                                target_far: float | None = None) -> dict[str, Any]:
+                                target_far: float | None = None, scoring: str | None = None) -> dict[str, Any]:
     """Choose a model directory's operating point again on LFW fold 8, under ``rule`` (the model's
-    embeddings and scoring unchanged), as :func:`export_model` does; with ``write``, the manifest's
-    ``threshold`` and ``operating_point`` are replaced (its review band, calibrated under the old
-    rule, is dropped: run ``python -m ml review-band --write`` again)."""
-    from ml.inference import MANIFEST_FILE, FaceModel, training_seed
+    embeddings unchanged), as :func:`export_model` does; ``scoring`` ("raw" head scores or
+    "cohort_norm", AS-norm against the directory's cohort) replaces the manifest's choice, None keeps
+    it. With ``write``, the manifest's ``threshold``, ``operating_point``, ``scoring`` and fold-8
+    ``calibration`` report are replaced (its review band, calibrated under the old operating point,
+    is dropped: run ``python -m ml review-band --write`` again)."""
+    from ml.inference import COHORT_FILE, MANIFEST_FILE, FaceModel, training_seed
+    from ml.lfw import read_protocol
     from ml.operating_point import check_rule, choose_operating_point
     from ml.review_band import calibration_fold
+    from ml.scoring import PairScorer
 
     check_rule(rule)
+    if scoring is not None and scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}: expected one of {SCORINGS}")
     model = FaceModel(model_dir)
     manifest = dict(model.manifest)
+    scorer = model.scorer
+    if scoring is not None:
+        normalise = scoring == "cohort_norm"
+        cohort = np.load(Path(model_dir) / COHORT_FILE, allow_pickle=False).astype(np.float32) if normalise else None
+        scorer = PairScorer(scorer.kernel, scorer.bias, cohort, top_k=int(manifest["scoring"]["cohort_top_k"]))
+        manifest["scoring"] = {**manifest["scoring"], "cohort_norm": normalise, "chosen_on": (
+            "LFW fold 8 (calibrate): the scoring with the lower expected FRR at the target FAR, compared with "
+            "`python -m ml operating-point --scoring raw|cohort_norm`")}
     target = float(target_far if target_far is not None else manifest.get("operating_point", {}).get("target_far", TARGET_FAR))
-    _paths, people, crops = calibration_fold(lfw_dir, cache_path=cache_path)
-    operating = choose_operating_point(model.embed(crops), people, model.scorer, target_far=target,
+    paths, people, crops = calibration_fold(lfw_dir, cache_path=cache_path)
+    embeddings = model.embed(crops)
+    operating = choose_operating_point(embeddings, people, scorer, target_far=target,
                                        references=REFERENCE_COUNTS, seed=training_seed(manifest), rule=rule)
     log_operating_point(operating)
     entry = operating_point_entry(operating)
     if write:
         manifest["operating_point"] = entry
         manifest["threshold"] = float(entry["thresholds"]["1"])
+        pairs, same = pairs_from_protocol(read_protocol(lfw_dir).calibrate_pairs, np.asarray(paths))
+        scores = scorer(embeddings[pairs[:, 0]], embeddings[pairs[:, 1]])
+        manifest["calibration"] = report_at(same, scores, manifest["threshold"]).as_dict()
         manifest.pop("review_band", None)
         (Path(model_dir) / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return entry

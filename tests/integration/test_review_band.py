@@ -3,10 +3,10 @@ model's review and admit thresholds is told ``review`` by the API, waits in Post
 door's next poll gets the guard's decision, recorded with the model's verdict and the guard in the audit log.
 
 The snapshot: person B's door photo (person_b_3) blurred (Gaussian, radius 3.5) and re-encoded, against
-B's two enrolled photos. With siamese-lfw-3.0.1 (raw head scores, no cohort normalisation, the template
-rule) its score against B's template is 0.363, inside the k=2 band [0.230, 0.616) (sharp it scores 0.853, at
-radius 3 0.619, both admitted; radius 4 gives 0.150, below the band; 3.0.0's mean rule gave 0.337 in its
-[0.175, 0.449)): a genuine but doubtful frame, the kind the band exists for. A new model or rule moves these
+B's two enrolled photos. With siamese-lfw-3.0.2 (AS-norm scores, the template rule) its score against B's
+template is 0.960, inside the k=2 band [0.9149, 0.9817) (sharp it scores 0.996, at radius 3 0.987, both
+admitted; radius 4 gives 0.863, below the band; 3.0.1's raw scores gave 0.363 in its [0.230, 0.616)): a
+genuine but doubtful frame, the kind the band exists for. A new model or rule moves these
 scores: re-measure (ml-work is not kept; the measurement is the model's decision_score on these three photos).
 """
 from __future__ import annotations

@@ -121,22 +121,34 @@ def test_the_decision_score_follows_the_manifests_rule(model, embeddings, tmp_pa
         FaceModel(copy)
 
 
-def test_operating_point_cli_rechooses_thresholds_under_a_rule_and_drops_the_stale_band(tmp_path, monkeypatch):
-    # `python -m ml operating-point --write` on a copy of the shipped model, its calibration fold stood in for
-    # by the fixture faces: the thresholds become the chosen rule's, the version and weights stay, and the
-    # review band (chosen under the old thresholds) is dropped rather than left to sit under the wrong ones.
+def _shipped_copy_with_fixture_calibration_fold(tmp_path, monkeypatch):
+    """A copy of the shipped model, its calibration fold (LFW fold 8) stood in for by the fixture faces:
+    their crops as fold 8's images, and a pairs.txt whose every fold lists one same and one different pair."""
     import shutil
 
-    from ml import cli, review_band
-    from ml.inference import SHIPPED_MODEL_DIR, FaceModel
-    from ml.operating_point import choose_operating_point
+    from ml import review_band
+    from ml.inference import SHIPPED_MODEL_DIR
 
     copy = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL_DIR, copy)
     names = [name for photos in PEOPLE.values() for name in photos]
     crops = np.stack([ml.extract_face(ml.decode_image((FACES / name).read_bytes())) for name in names])
     people = np.asarray([name.rsplit("_", 1)[0] for name in names])
-    monkeypatch.setattr(review_band, "calibration_fold", lambda lfw, cache_path=None: (names, people, crops))
+    paths = [f"{person}/{person}_{int(name.rsplit('_', 1)[1][:-4]):04d}.jpg" for person, name in zip(people, names)]
+    (tmp_path / "pairs.txt").write_text("10\t1\n" + "person_a\t1\t2\nperson_a\t1\tperson_b\t1\n" * 10)
+    monkeypatch.setattr(review_band, "calibration_fold", lambda lfw, cache_path=None: (paths, people, crops))
+    return copy, people, crops
+
+
+def test_operating_point_cli_rechooses_thresholds_under_a_rule_and_drops_the_stale_band(tmp_path, monkeypatch):
+    # `python -m ml operating-point --write`: the thresholds become the chosen rule's, the version, weights and
+    # scoring stay, the fold-8 pair report follows the new threshold, and the review band (chosen under the old
+    # thresholds) is dropped rather than left to sit under the wrong ones.
+    from ml import cli
+    from ml.inference import FaceModel
+    from ml.operating_point import choose_operating_point
+
+    copy, people, crops = _shipped_copy_with_fixture_calibration_fold(tmp_path, monkeypatch)
     before = json.loads((copy / "manifest.json").read_text())
 
     assert cli.main(["operating-point", "--model", str(copy), "--lfw", str(tmp_path), "--rule", "mean", "--write"]) == 0
@@ -148,6 +160,28 @@ def test_operating_point_cli_rechooses_thresholds_under_a_rule_and_drops_the_sta
     assert after["operating_point"]["rule"] == "mean" and model.rule == "mean"
     assert after["operating_point"]["thresholds"] == {k: row["threshold"] for k, row in expected["per_references"].items()}
     assert after["threshold"] == after["operating_point"]["thresholds"]["1"]
+    assert (after["calibration"]["pairs"], after["calibration"]["threshold"]) == (2, after["threshold"])
     assert "review_band" not in after and "review_band" in before
-    assert {k: v for k, v in after.items() if k not in {"operating_point", "threshold"}} == {
-        k: v for k, v in before.items() if k not in {"operating_point", "threshold", "review_band"}}
+    changed = {"operating_point", "threshold", "review_band", "calibration"}
+    assert {k: v for k, v in after.items() if k not in changed} == {k: v for k, v in before.items() if k not in changed}
+
+
+@pytest.mark.parametrize("scoring", ["raw", "cohort_norm"])
+def test_operating_point_cli_switches_the_score_normalisation(tmp_path, monkeypatch, scoring):
+    # --scoring chooses the thresholds under raw head scores or AS-norm and records the choice, so the
+    # served model scores as its thresholds were chosen.
+    from ml import cli
+    from ml.inference import FaceModel
+    from ml.operating_point import choose_operating_point
+
+    copy, people, crops = _shipped_copy_with_fixture_calibration_fold(tmp_path, monkeypatch)
+    seed = json.loads((copy / "manifest.json").read_text())["training"]["config"]["seed"]
+
+    assert cli.main(["operating-point", "--model", str(copy), "--lfw", str(tmp_path), "--scoring", scoring, "--write"]) == 0
+
+    after = json.loads((copy / "manifest.json").read_text())
+    model = FaceModel(copy)
+    assert after["scoring"]["cohort_norm"] is (scoring == "cohort_norm") and model.scorer.normalised is (scoring == "cohort_norm")
+    expected = choose_operating_point(model.embed(crops), people, model.scorer, target_far=1e-3, references=(1, 2),
+                                      seed=seed, rule=model.rule)
+    assert after["operating_point"]["thresholds"] == {k: row["threshold"] for k, row in expected["per_references"].items()}

@@ -419,7 +419,7 @@ def test_the_shipped_model_has_a_calibrated_band_under_its_admit_thresholds():
     assert table.source == "model" and not table.problem and table.review_far == pytest.approx(0.01)
     assert [row.references for row in table.rows] == [1, 2, 3, 4, 5]
     for row in table.rows:
-        assert 0.0 < row.review_threshold < row.threshold  # raw head scores (siamese-lfw-3.0.x) sit lower
+        assert 0.0 < row.review_threshold < row.threshold
         assert row.review_far == pytest.approx(0.01, abs=1e-4) and row.far == pytest.approx(1e-3, abs=1e-5)
         assert row.review_frr < row.frr  # the band refuses fewer genuine people outright
 

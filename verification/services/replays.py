@@ -19,7 +19,8 @@ of the same person at most 0.879, different people at most 0.259; with siamese-l
 0.239; with siamese-lfw-2.2.0: copies 0.940-1.000 (45 of 56 at or above 0.995), different photos at
 most 0.911, different people at most 0.207; with siamese-lfw-2.3.0: copies 0.938-1.000 (43 of 56), different
 photos at most 0.915, different people at most 0.239; with siamese-lfw-3.0.0: copies 0.947-1.000 (40 of 56),
-different photos at most 0.937, different people at most 0.193. The bound keeps its margin.
+different photos at most 0.937, different people at most 0.193 (3.0.1 and 3.0.2 use 3.0.0's network, so its
+embeddings: the same figures). The bound keeps its margin.
 """
 from __future__ import annotations
 
