@@ -195,8 +195,9 @@ def recalibrate_operating_point(model_dir: str | os.PathLike[str], *, lfw_dir: s
     if scoring is not None:
         normalise = scoring == "cohort_norm"
         cohort = np.load(Path(model_dir) / COHORT_FILE, allow_pickle=False).astype(np.float32) if normalise else None
-        scorer = PairScorer(scorer.kernel, scorer.bias, cohort, top_k=int(manifest["scoring"]["cohort_top_k"]))
-        manifest["scoring"] = {**manifest["scoring"], "cohort_norm": normalise, "chosen_on": (
+        top_k = int(manifest.get("scoring", {}).get("cohort_top_k", COHORT_TOP_K))
+        scorer = PairScorer(scorer.kernel, scorer.bias, cohort, top_k=top_k)
+        manifest["scoring"] = {**manifest.get("scoring", {}), "cohort_norm": normalise, "chosen_on": (
             "LFW fold 8 (calibrate): the scoring with the lower expected FRR at the target FAR, compared with "
             "`python -m ml operating-point --scoring raw|cohort_norm`")}
     target = float(target_far if target_far is not None else manifest.get("operating_point", {}).get("target_far", TARGET_FAR))
