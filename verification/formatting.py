@@ -1,4 +1,4 @@
-"""How times and durations read on screens and in messages: the site's time zone, seconds, its name.
+"""How times, durations and scores read on screens and in messages: the site's time zone, seconds, its name.
 
 One place, so the admin's lists, its pages and the API's plain messages say a time the same way
 (issue 11, item 2: "times with seconds and time zone"). The site's zone is ``TIME_ZONE``.
@@ -31,3 +31,13 @@ def duration_text(seconds: float) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+SCORE_DECIMALS = 4
+"""AS-normalised scores (siamese-lfw-3.0.2) crowd near 1: the thresholds for 1-5 references lie within
+0.005 of each other, so three decimals could show a refused score equal to its threshold."""
+
+
+def score_text(value: float | None) -> str:
+    """A score or threshold as people read it (``0.9817``); "-" for None."""
+    return "-" if value is None else f"{value:.{SCORE_DECIMALS}f}"

@@ -60,7 +60,7 @@ def test_a_door_checks_in_through_the_api_and_staff_see_the_checkin_and_its_audi
     row = element(browser, f"#result_list tbody tr:has(a[href$='/checkin/{checkin.pk}/change/'])")
     assert column(row, "device") == "front-door"
     assert column(row, "claimed_external_id") == "B-1001"
-    assert column(row, "score_display") == "0.900"
+    assert column(row, "score_display") == "0.9000"
 
     open_page(browser, site, "/admin/verification/auditentry/?kind=decision")
     [entry] = AuditEntry.objects.filter(kind=AuditEntry.Kind.DECISION, checkin_id=checkin.pk)

@@ -52,13 +52,13 @@ def entry_url(checkin: CheckIn) -> str:
 # --- The list ---------------------------------------------------------------------------------------
 
 
-def test_audit_list_shows_the_columns_that_matter_with_seconds_zone_and_three_decimals(staff_client, decided):
+def test_audit_list_shows_the_columns_that_matter_with_seconds_zone_and_four_decimals(staff_client, decided):
     response = staff_client.get(reverse("admin:verification_auditentry_changelist"))
     content = response.content.decode()
     entry = AuditEntry.objects.get(checkin=decided, kind=AuditEntry.Kind.DECISION)
     day, clock = local(entry.created_at).split(" ", 1)  # the date, then the time and zone under it
     assert f'{day}<span class="va-sub">{clock}</span>' in content and clock.count(":") == 2
-    assert "0.800 / 0.500" in content  # the mean of 0.9 and 0.7, and the threshold
+    assert "0.8000 / 0.5000" in content  # the mean of 0.9 and 0.7, and the threshold
     # Eight narrow columns (plus the checkbox): model, timings, hashes live on the entry's page.
     headers = [name for name in response.context["cl"].list_display if name != "action_checkbox"]
     assert headers == ["seq", "time", "event", "device_name", "person", "decision_badge", "score_threshold",
@@ -88,7 +88,7 @@ def test_decision_records_every_references_score(decided, two_references):
 def test_a_mean_rule_model_decides_on_the_mean_and_says_so(staff_client, decided):
     entry = AuditEntry.objects.get(checkin=decided, kind=AuditEntry.Kind.DECISION)
     assert entry.detail["decision_rule"] == "mean" and entry.score == pytest.approx(0.8)
-    assert "The decision compares the mean of these (0.800)" in staff_client.get(entry_url(decided)).content.decode()
+    assert "The decision compares the mean of these (0.8000)" in staff_client.get(entry_url(decided)).content.decode()
 
 
 def test_a_template_rule_model_decides_on_the_template_score_not_the_mean(staff_client, device, two_references,
@@ -104,7 +104,22 @@ def test_a_template_rule_model_decides_on_the_template_score_not_the_mean(staff_
     assert entry.detail["decision_rule"] == "template" and entry.score == pytest.approx(0.3)
     assert [row["score"] for row in entry.detail["reference_scores"]] == [pytest.approx(0.9), pytest.approx(0.7)]
     content = staff_client.get(entry_url(checkin)).content.decode()
-    assert "the mean of these references&#x27; embeddings (the person&#x27;s template) (0.300)" in content
+    assert "the mean of these references&#x27; embeddings (the person&#x27;s template) (0.3000)" in content
+
+
+def test_a_score_just_under_a_close_threshold_reads_as_under_it(staff_client, device, two_references, fake_model):
+    # AS-normalised scores crowd near 1 (siamese-lfw-3.0.2's thresholds for 1-5 references lie within 0.005),
+    # so a refused score and its threshold must not print alike: 0.98165 < 0.98173 read "0.982 / 0.982"
+    # with three decimals.
+    fake_model.thresholds, fake_model.scores = ((1, 0.98173), (2, 0.98173)), [0.98165]
+    checkin = services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
+    services.checkin_process(checkin_id=checkin.pk)
+    checkin.refresh_from_db()
+    assert (checkin.decision, checkin.reason) == (0, "no_match")
+    audit_list = staff_client.get(reverse("admin:verification_auditentry_changelist")).content.decode()
+    assert "0.9816 / 0.9817" in audit_list
+    checkins = staff_client.get(reverse("admin:verification_checkin_changelist")).content.decode()
+    assert "0.9816" in checkins and "0.982<" not in checkins
 
 
 def test_entry_page_shows_every_references_score_with_its_aligned_face(staff_client, decided, two_references):
@@ -136,7 +151,7 @@ def test_entry_page_of_an_older_decision_says_only_the_decision_score_was_record
     entry = audit_append(kind=AuditEntry.Kind.DECISION, device_name="front-door", person_external_id="B-1001",
                          decision=1, score=0.91, threshold=0.5, detail={"best_reference_id": 1})
     content = staff_client.get(reverse("admin:verification_auditentry_change", args=[entry.pk])).content.decode()
-    assert "Only the decision score (0.910) was recorded" in content
+    assert "Only the decision score (0.9100) was recorded" in content
 
 
 def test_audit_entries_explain_why_they_cannot_be_changed(staff_client, decided):

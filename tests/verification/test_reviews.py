@@ -311,10 +311,10 @@ def test_the_queue_shows_the_oldest_first_with_snapshot_references_score_and_thr
     assert reverse("media", kwargs={"path": in_review.best_reference.image.name}) in page
     assert 'http-equiv="refresh"' in page
     assert 'name="csrfmiddlewaretoken"' in page
-    # Both thresholds of the shipped model (one reference) with their expected rates, 3 decimals.
+    # Both thresholds of the shipped model (one reference) with their expected rates, 4 decimals.
     shipped = json.loads(thresholds.SHIPPED_MANIFEST.read_text())
     admit, review = shipped["operating_point"]["thresholds"]["1"], shipped["review_band"]["thresholds"]["1"]
-    assert f"{admit:.3f}" in page and f"{review:.3f}" in page and "%" in page
+    assert f"{admit:.4f}" in page and f"{review:.4f}" in page and "%" in page
 
 
 def test_a_guard_admits_from_the_queue(in_review, guard):
@@ -458,9 +458,9 @@ def test_the_calibration_page_shows_both_thresholds_with_the_sites_expected_rate
         figures={"1": {"proposed": rates, "review_proposed": {**rates, "threshold": 0.81, "far": 0.01, "frr": 0.2}}},
     )
     page = staff_client.get(reverse("admin:verification_sitecalibration_changelist")).content.decode()
-    assert "k=1: admit 0.970 FAR 0.10% FRR 40.0%; review 0.810 FAR 1.00% FRR 20.0%" in page
+    assert "k=1: admit 0.9700 FAR 0.10% FRR 40.0%; review 0.8100 FAR 1.00% FRR 20.0%" in page
     detail = staff_client.get(reverse("admin:verification_sitecalibration_change", args=[calibration.pk]))
-    assert "review 0.810" in detail.content.decode()
+    assert "review 0.8100" in detail.content.decode()
 
 
 @pytest.mark.parametrize("change", ["deactivated", "deleted"])

@@ -27,6 +27,7 @@ from verification.admin.common import (
 )
 from verification.audit import CSV_COLUMNS as AUDIT_CSV_COLUMNS
 from verification.audit import csv_row
+from verification.formatting import score_text
 from verification.models import (
     AuditEntry,
     CheckIn,
@@ -214,15 +215,15 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     def score_threshold(self, obj: AuditEntry) -> str:
         if obj.score is None and obj.threshold is None:
             return "-"
-        return f"{_three(obj.score)} / {_three(obj.threshold)}"
+        return f"{score_text(obj.score)} / {score_text(obj.threshold)}"
 
     @admin.display(description="Score", ordering="score")
     def score_display(self, obj: AuditEntry) -> str:
-        return _three(obj.score)
+        return score_text(obj.score)
 
     @admin.display(description="Threshold")
     def threshold_display(self, obj: AuditEntry) -> str:
-        return _three(obj.threshold)
+        return score_text(obj.threshold)
 
     @admin.display(description="Reason", ordering="reason")
     def reason_text(self, obj: AuditEntry) -> str:
@@ -266,7 +267,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         if not scores:
             return format_html(
                 "Only the decision score ({}) was recorded for this decision: per-reference scores are kept "
-                "for decisions made since this version.", _three(obj.score),
+                "for decisions made since this version.", score_text(obj.score),
             )
         rows = format_html_join(
             "",
@@ -277,7 +278,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
                     f"#{item.reference_id}",
                     thumbnail(item.reference.face_crop, size=64, alt="aligned reference face")
                     if faces and item.reference is not None else ("(deleted since)" if item.reference is None else ""),
-                    _three(item.score),
+                    score_text(item.score),
                     "best match" if item.best else "",
                 )
                 for item in scores
@@ -288,7 +289,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
             '</thead><tbody>{}</tbody></table><p class="help">The decision compares {} ({}) '
             "with the threshold ({}).</p>",
             rows, DECISION_RULE_WORDS.get((obj.detail or {}).get("decision_rule") or "mean", "the decision score"),
-            _three(obj.score), _three(obj.threshold),
+            score_text(obj.score), score_text(obj.threshold),
         )
 
     @admin.display(description="Snapshot and best-matching reference")
@@ -409,18 +410,13 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         return response
 
 
-def _three(value: float | None) -> str:
-    """Scores and thresholds to 3 decimals."""
-    return "-" if value is None else f"{value:.3f}"
-
-
 def _readable(value: Any, key: str = "") -> str:
     """A ``detail`` value as HTML in words: dicts as tables, timings in ms, scores to 3 decimals."""
     if key == "timings" and isinstance(value, dict):
         parts = [f"{TIMING_LABELS.get(name, name)} {ms:.1f} ms" for name, ms in value.items() if isinstance(ms, (int, float))]
         return " · ".join(parts) or "-"
     if key == "reference_scores" and isinstance(value, list):
-        parts = [f"#{item.get('reference_id')}: {_three(item.get('score'))}" for item in value if isinstance(item, dict)]
+        parts = [f"#{item.get('reference_id')}: {score_text(item.get('score'))}" for item in value if isinstance(item, dict)]
         return ", ".join(parts) or "-"
     if isinstance(value, dict):
         if not value:
@@ -438,7 +434,7 @@ def _readable(value: Any, key: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return _three(value) if abs(value) < 10 else f"{value:.1f}"
+        return score_text(value) if abs(value) < 10 else f"{value:.1f}"
     if value is None or value == "":
         return "-"
     return str(value)

@@ -7,6 +7,7 @@ from django.contrib import admin
 from verification.admin.common import (
     ReadOnlyAdmin,
 )
+from verification.formatting import score_text
 from verification.models import (
     SiteCalibration,
 )
@@ -31,8 +32,8 @@ class SiteCalibrationAdmin(ReadOnlyAdmin):
             admit, review = row.get("proposed"), row.get("review_proposed")
             if not admit:
                 continue
-            text = f"k={key}: admit {admit['threshold']:.3f} FAR {admit['far']:.2%} FRR {admit['frr']:.1%}"
+            text = f"k={key}: admit {score_text(admit['threshold'])} FAR {admit['far']:.2%} FRR {admit['frr']:.1%}"
             if review and key in (obj.review_thresholds or {}):
-                text += f"; review {review['threshold']:.3f} FAR {review['far']:.2%} FRR {review['frr']:.1%}"
+                text += f"; review {score_text(review['threshold'])} FAR {review['far']:.2%} FRR {review['frr']:.1%}"
             parts.append(text)
         return " | ".join(parts) or "-"

@@ -11,6 +11,7 @@ from verification.admin.common import (
     may_view_snapshots,
     when,
 )
+from verification.formatting import score_text
 from verification.models import (
     CheckIn,
 )
@@ -35,7 +36,7 @@ class CheckInAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Score", ordering="score")
     def score_display(self, obj: CheckIn) -> str:
-        return "-" if obj.score is None else f"{obj.score:.3f}"
+        return score_text(obj.score)
 
     def get_fields(self, request: HttpRequest, obj: CheckIn | None = None) -> list[str]:
         fields = super().get_fields(request, obj)

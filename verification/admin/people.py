@@ -32,7 +32,7 @@ from verification.admin.common import (
 )
 from verification.admin.people_import import PeopleImportViews
 from verification.errors import InvalidImage
-from verification.formatting import duration_text, local_timestamp
+from verification.formatting import duration_text, local_timestamp, score_text
 from verification.images import validate_image
 from verification.models import (
     CheckIn,
@@ -377,7 +377,7 @@ class PersonAdmin(PeopleImportViews, admin.ModelAdmin):
             (
                 (reverse("admin:verification_checkin_change", args=[checkin.pk]), checkin.pk, when(checkin.created_at),
                  checkin.device.name, _checkin_outcome(checkin),
-                 "-" if checkin.score is None else f"{checkin.score:.3f}")
+                 score_text(checkin.score))
                 for checkin in checkins
             ),
         )

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from verification import roles, selectors, services
 from verification.admin.common import may_view_reference_photos, may_view_snapshots, thumbnail
+from verification.formatting import score_text
 from verification.models import CheckIn, CheckInReview
 from verification.services import thresholds
 
@@ -134,8 +135,8 @@ def _bands(table: thresholds.BandTable) -> dict:
         "target_far": table.target_far, "review_far": table.review_far,
         "rows": [{
             "references": row.references,
-            "threshold": f"{row.threshold:.3f}", "far": _percent(row.far), "frr": _percent(row.frr),
-            "review_threshold": "-" if row.review_threshold is None else f"{row.review_threshold:.3f}",
+            "threshold": score_text(row.threshold), "far": _percent(row.far), "frr": _percent(row.frr),
+            "review_threshold": score_text(row.review_threshold),
             "review_far": _percent(row.review_far), "review_frr": _percent(row.review_frr),
         } for row in table.rows],
     }
