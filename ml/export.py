@@ -180,11 +180,10 @@ def recalibrate_operating_point(model_dir: str | os.PathLike[str], *, lfw_dir: s
     it. With ``write``, the manifest's ``threshold``, ``operating_point``, ``scoring`` and fold-8
     ``calibration`` report are replaced (its review band, calibrated under the old operating point,
     is dropped: run ``python -m ml review-band --write`` again)."""
-    from ml.inference import COHORT_FILE, MANIFEST_FILE, FaceModel, training_seed
+    from ml.inference import MANIFEST_FILE, FaceModel, training_seed
     from ml.lfw import read_protocol
     from ml.operating_point import check_rule, choose_operating_point
     from ml.review_band import calibration_fold
-    from ml.scoring import PairScorer
 
     check_rule(rule)
     if scoring is not None and scoring not in SCORINGS:
@@ -194,9 +193,7 @@ def recalibrate_operating_point(model_dir: str | os.PathLike[str], *, lfw_dir: s
     scorer = model.scorer
     if scoring is not None:
         normalise = scoring == "cohort_norm"
-        cohort = np.load(Path(model_dir) / COHORT_FILE, allow_pickle=False).astype(np.float32) if normalise else None
-        top_k = int(manifest.get("scoring", {}).get("cohort_top_k", COHORT_TOP_K))
-        scorer = PairScorer(scorer.kernel, scorer.bias, cohort, top_k=top_k)
+        scorer = model.scorer_for(cohort_norm=normalise)
         manifest["scoring"] = {**manifest.get("scoring", {}), "cohort_norm": normalise, "chosen_on": (
             "LFW fold 8 (calibrate): the scoring with the lower expected FRR at the target FAR, compared with "
             "`python -m ml operating-point --scoring raw|cohort_norm`")}

@@ -125,8 +125,7 @@ class FaceModel:
             raise ModelError(f"no {TOWER_LITE_FILE} and {HEAD_FILE} (nor {MODEL_FILE}) in {self.path}")
         self._head_w, self._head_b = head_w.astype(np.float32), np.float32(head_b)
         self.embedding_dim = int(self._head_w.shape[0])
-        self.scorer = PairScorer(self._head_w, float(self._head_b), self._load_cohort(),
-                                 top_k=int(self.manifest.get("scoring", {}).get("cohort_top_k", 100)))
+        self.scorer = self.scorer_for(cohort_norm=bool(self.manifest.get("scoring", {}).get("cohort_norm", False)))
         # How k references make one decision score (ml.operating_point); manifests before it: the mean.
         from ml.operating_point import MEAN_RULE, check_rule
 
@@ -154,13 +153,17 @@ class FaceModel:
         embed = make_embed_fn(siamese.get_layer(TOWER_NAME), flip_average=self.flip_average)
         return kernel[:, 0], float(bias[0]), lambda faces: embed(faces).numpy()
 
-    def _load_cohort(self) -> np.ndarray | None:
-        """The AS-norm cohort when the manifest turns score normalisation on (see ml.scoring)."""
-        if not self.manifest.get("scoring", {}).get("cohort_norm", False):
-            return None
+    def scorer_for(self, *, cohort_norm: bool) -> PairScorer:
+        """The head's pair scorer, AS-normalised against the directory's cohort or raw (``scorer`` is the
+        manifest's choice; ``ml operating-point --scoring`` chooses thresholds under the other)."""
+        return PairScorer(self._head_w, float(self._head_b), self._load_cohort() if cohort_norm else None,
+                          top_k=int(self.manifest.get("scoring", {}).get("cohort_top_k", 100)))
+
+    def _load_cohort(self) -> np.ndarray:
+        """The AS-norm cohort (see ml.scoring)."""
         path = self.path / COHORT_FILE
         if not path.is_file():
-            raise ModelError(f"{self.path}: the manifest asks for cohort normalisation but {COHORT_FILE} is missing")
+            raise ModelError(f"{self.path}: cohort normalisation needs {COHORT_FILE}, which is missing")
         cohort = np.load(path, allow_pickle=False).astype(np.float32)
         if cohort.ndim != 2 or cohort.shape[1] != self.embedding_dim:
             raise ModelError(f"{path}: expected (N, {self.embedding_dim}) embeddings, got {cohort.shape}")
