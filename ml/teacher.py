@@ -16,11 +16,14 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from ml.lfw import person_of
+
+if TYPE_CHECKING:
+    from ml.morphs import Morphs
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,35 @@ def _describe_views(lfw_dir: str, paths: list[str], rows: list[int], count: int,
     return out, detected
 
 
+def _chips(lfw_dir: str, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """dlib's aligned 150x150 chip of each photo's central face (as :func:`_describe` crops it)."""
+    from tqdm import tqdm
+
+    dlib, detector, landmarks, _ = _load_dlib()
+    root = Path(lfw_dir) / "images"
+    out = np.zeros((len(paths), CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8)
+    detected = np.zeros(len(paths), dtype=bool)
+    for i, rel in enumerate(tqdm(paths, desc="teacher chips", unit="img", mininterval=30)):
+        image = _read_rgb(root, rel)
+        shape, detected[i] = _landmarks(dlib, detector, landmarks, image)
+        out[i] = dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+    return out, detected
+
+
+def _describe_blends(chips_path: str, first: list[int], second: list[int], alpha: list[float]) -> tuple[np.ndarray]:
+    """dlib's descriptor of each blend of two chips (positions into the chips file)."""
+    from tqdm import tqdm
+
+    from ml.morphs import blend
+
+    _, _, _, descriptor = _load_dlib()
+    chips = np.load(chips_path, mmap_mode="r")
+    out = np.zeros((len(first), TEACHER_DIM), dtype=np.float32)
+    for i, (a, b, w) in enumerate(zip(tqdm(first, desc="teacher morphs", unit="img", mininterval=30), second, alpha)):
+        out[i] = np.asarray(descriptor.compute_face_descriptor(blend(chips[a], chips[b], w)), np.float32)
+    return (out,)
+
+
 def _training_rows(cache_paths: np.ndarray, held_out_people: frozenset[str]) -> np.ndarray:
     """Cache rows of people outside the held-out folds: the only images the teacher ever sees."""
     return np.asarray([r for r, p in enumerate(cache_paths.tolist()) if person_of(p) not in held_out_people], dtype=np.int64)
@@ -165,6 +197,36 @@ def build_teacher_views(
                                       (count, seed), workers)
     out = _write_npz(out_path, rows=rows, targets=targets, detected=detected, seed=np.array(seed), teacher=np.array(TEACHER_NAME))
     log.info("teacher descriptors of %d views of %d training images -> %s", count, len(rows), out)
+    return out
+
+
+def build_teacher_morphs(
+    lfw_dir: str | os.PathLike[str], cache_paths: np.ndarray, held_out_people: frozenset[str], morphs: "Morphs",
+    out_path: str | os.PathLike[str], *, workers: int = 1,
+) -> Path:
+    """Write ``out_path`` (.npz): the ``morphs``' ``first``, ``second`` (cache rows), ``alpha`` and ``targets``
+    (N, 128): dlib's descriptor of each blend of the two photos' dlib chips (:mod:`ml.morphs`).
+
+    Refuses morphs that involve a held-out person: nothing is computed from them.
+    """
+    import tempfile
+
+    involved = np.unique(np.concatenate([morphs.first, morphs.second]))
+    paths = cache_paths[involved].tolist()
+    refused = sorted({person_of(p) for p in paths} & held_out_people)
+    if refused:
+        raise HeldOutImage(f"teacher morphs asked for held-out people: {refused[:5]}")
+    chips, _ = _in_processes(_chips, str(lfw_dir), [paths], (), workers)
+    position = np.searchsorted(involved, np.stack([morphs.first, morphs.second]))
+    with tempfile.TemporaryDirectory() as scratch:  # workers read the chips mapped, not pickled
+        chips_path = str(Path(scratch) / "chips.npy")
+        np.save(chips_path, chips)
+        del chips
+        (targets,) = _in_processes(_describe_blends, chips_path,
+                                   [position[0].tolist(), position[1].tolist(), morphs.alpha.tolist()], (), workers)
+    out = _write_npz(out_path, first=morphs.first, second=morphs.second, alpha=morphs.alpha, targets=targets,
+                     teacher=np.array(TEACHER_NAME))
+    log.info("teacher descriptors of %d morphs of %d training images -> %s", len(targets), len(involved), out)
     return out
 
 

@@ -35,6 +35,7 @@ from ml.data import TrainingSet, build_training_set
 from ml.lfw import read_protocol
 from ml.metrics import best_threshold, report_at
 from ml.preprocess import build_cache, load_cache
+from ml.types import FACE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,10 @@ class TrainConfig:
     # the teacher once; ``view_fraction`` of each batch is shown as one of them, with that view's target.
     teacher_views: int = 0
     view_fraction: float = 0.5
+    # Teacher morphs (ml/morphs.py): this many blends of two training people's faces, described by the
+    # teacher once; each batch adds ``morphs_per_batch`` of them to the distillation losses only.
+    teacher_morphs: int = 0
+    morphs_per_batch: int = 32
     select_far: float = 1e-3  # model selection: TAR at this FAR over all validation image pairs
     # Warm start: a model directory (relative to the repository root) whose tower and head weights
     # start this run; "" trains from scratch. Continuing a model costs a fraction of a new run.
@@ -94,6 +99,7 @@ class TrainConfig:
         recorded.setdefault("init_from", "")
         recorded.setdefault("batch_seed", 0)
         recorded.setdefault("teacher_views", 0)
+        recorded.setdefault("teacher_morphs", 0)
         recorded.setdefault("residual_blocks", 0)
         recorded["widths"] = tuple(recorded["widths"])
         known = {f.name for f in fields(cls)}
@@ -151,9 +157,12 @@ class _Trainer:
         k = config.photos_per_identity
 
         @tf.function(reduce_retracing=True)
-        def train_step(images, labels, targets, candidates, seed):
+        def train_step(images, labels, targets, morph_images, morph_targets, candidates, seed):
             with tf.GradientTape() as tape:
-                embeddings = tower(images, training=True)
+                # Morphs (no identity) share the forward pass and join only the distillation losses.
+                taught = tower(tf.concat([images, morph_images], 0), training=True)
+                embeddings = taught[: tf.shape(images)[0]]
+                all_targets = tf.concat([targets, morph_targets], 0)
                 anchors, positives = embeddings[0::k], embeddings[1::k]
                 anchor_labels = labels[0::k]
                 negative_rows = select_negatives(anchors, anchor_labels, embeddings, labels, candidates, seed)
@@ -164,9 +173,9 @@ class _Trainer:
                                tf.concat([tf.ones_like(pos_logits), tf.zeros_like(neg_logits)], 0))
                 metric = cosface(embeddings, labels, self.class_weights, scale=config.cosface_scale, margin=config.cosface_margin)
                 regularisation = tf.add_n(tower.losses) if tower.losses else 0.0
-                distill = 1.0 - tf.reduce_mean(tf.reduce_sum(embeddings * targets, axis=1))
+                distill = 1.0 - tf.reduce_mean(tf.reduce_sum(taught * all_targets, axis=1))
                 relational = tf.reduce_mean(tf.square(
-                    tf.matmul(embeddings, embeddings, transpose_b=True) - tf.matmul(targets, targets, transpose_b=True)))
+                    tf.matmul(taught, taught, transpose_b=True) - tf.matmul(all_targets, all_targets, transpose_b=True)))
                 loss = (bce + config.cosface_weight * metric + regularisation
                         + config.distill_weight * distill + config.relational_weight * relational)
             grads = tape.gradient(loss, self.variables)
@@ -268,9 +277,10 @@ def train(
         training.labels, identities=config.identities_per_batch, k=config.photos_per_identity,
         singletons=config.singletons_per_batch, seed=config.batch_seed or config.seed,
     )
-    teacher = views = None
+    teacher = views = morphs = None
     if config.distill_weight or config.relational_weight:
         teacher, views = _teacher_targets(lfw_dir, work, cache, protocol, training, config)
+        morphs = _morph_targets(lfw_dir, work, cache, protocol, training, config)
     trainer = _Trainer(config, training, cache["crops"], teacher)
     checkpoint = tf.train.Checkpoint(tower=trainer.tower, head=trainer.head, class_weights=trainer.class_weights,
                                      optimizer=trainer.optimizer, step=trainer.step)
@@ -285,12 +295,13 @@ def train(
     best = json.loads(best_meta.read_text()) if best_meta.exists() and manager.latest_checkpoint else {"score": -1.0}
     val_rows, val_people = _validation_images(cache["paths"], training)
 
-    def make_batch(step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def make_batch(step: int) -> tuple[np.ndarray, ...]:
         positions = sampler.batch(step)
         rng = np.random.default_rng([config.batch_seed or config.seed, 4, step])
         rows = training.indices[positions]
         images, targets = training_batch(trainer.crops, rows, trainer.teacher, views, config, rng)
-        return images, training.labels[positions].astype(np.int32), targets
+        morph_images, morph_targets = morph_batch(trainer.crops, morphs, config, rng)
+        return images, training.labels[positions].astype(np.int32), targets, morph_images, morph_targets
 
     start = int(trainer.step.numpy())
     started = time.monotonic()
@@ -298,11 +309,12 @@ def train(
         pending = pool.submit(make_batch, start)
         progress = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="train", unit="step", mininterval=30)
         for step in progress:
-            images, labels, targets = pending.result()
+            images, labels, targets, morph_images, morph_targets = pending.result()
             if step + 1 < config.steps:
                 pending = pool.submit(make_batch, step + 1)
             stats = trainer.train_step(
                 tf.constant(images), tf.constant(labels), tf.constant(targets),
+                tf.constant(morph_images), tf.constant(morph_targets),
                 tf.constant(config.negative_candidates(step), tf.int32),
                 tf.constant([config.seed, step], tf.int32),
             )
@@ -360,6 +372,54 @@ def training_batch(crops: np.ndarray, rows: np.ndarray, teacher: np.ndarray, vie
         images[i] = apply_view(jitter_geometry(crops[row], config.cache_margin, rng), view)
         targets[i] = views[row, index]
     return images, targets
+
+
+def morph_batch(crops: np.ndarray, morphs: "MorphTargets | None", config: TrainConfig,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``config.morphs_per_batch`` random morphs, blended and augmented like any face, and their targets;
+    empty arrays without morphs (the train step's shapes stay fixed either way)."""
+    from ml.morphs import blend
+
+    if morphs is None:
+        return np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8), np.zeros((0, config.embedding_dim), np.float32)
+    chosen = rng.integers(0, len(morphs.targets), size=config.morphs_per_batch)
+    blended = blend(crops[morphs.first[chosen]], crops[morphs.second[chosen]], morphs.alpha[chosen])
+    return augment_batch(blended, config.cache_margin, rng), morphs.targets[chosen]
+
+
+@dataclass(frozen=True)
+class MorphTargets:
+    first: np.ndarray  # (N,) cache rows
+    second: np.ndarray
+    alpha: np.ndarray
+    targets: np.ndarray  # (N, dim) centred on the clean training photos' mean, like every target
+
+
+def _morph_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol: Any, training: TrainingSet,
+                   config: TrainConfig) -> MorphTargets | None:
+    """The run's morphs and their centred teacher targets (built once; ``None`` when the run has none).
+    Morphs are drawn among the training rows only, so validation people never appear in one."""
+    if not config.teacher_morphs:
+        return None
+    from ml.morphs import draw_morphs
+    from ml.teacher import build_teacher_morphs, centred_targets
+
+    path = work / f"teacher_dlib_morphs{config.teacher_morphs}_seed{config.seed}.npz"
+    drawn = draw_morphs(training.indices, training.labels, config.teacher_morphs, seed=config.seed)
+    if not path.exists():
+        log.info("computing teacher descriptors of %d morphs -> %s", config.teacher_morphs, path)
+        build_teacher_morphs(lfw_dir, cache["paths"], protocol.held_out_people, drawn, path,
+                             workers=max(1, os.cpu_count() or 1))
+    with np.load(path) as data:
+        first, second, alpha, targets = data["first"], data["second"], data["alpha"], data["targets"]
+    if not (np.array_equal(first, drawn.first) and np.array_equal(second, drawn.second)):
+        raise ValueError(f"{path} holds other morphs than this run draws (another training split?); delete it")
+    with np.load(work / "teacher_dlib.npz") as clean:
+        keep = np.isin(clean["rows"], training.indices)
+        _, mean = centred_targets(clean["targets"][keep])
+    centred, _ = centred_targets(targets, mean)
+    log.info("training adds %d of %d teacher morphs to each batch", config.morphs_per_batch, len(first))
+    return MorphTargets(first, second, alpha, centred)
 
 
 def _teacher_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol: Any, training: TrainingSet,

@@ -193,3 +193,47 @@ def test_a_deeper_run_warm_starts_from_a_shallower_model_and_serves(fake_lfw, wo
     assert np.abs(tower.get_layer("s3r1_bn").gamma.numpy()).max() > 0
     faces = np.random.default_rng(0).integers(0, 256, (2, 100, 100, 3)).astype(np.uint8)
     assert load_model(second).embed(faces).shape == (2, TINY.embedding_dim)
+
+
+def test_a_run_with_teacher_morphs_adds_them_to_the_distillation(fake_lfw, work_dir, tmp_path, caplog, monkeypatch):
+    from dataclasses import replace
+
+    import ml.teacher as teacher
+
+    root, paths = fake_lfw
+    built: list = []
+
+    def build(lfw_dir, cache_paths, held_out, morphs, out_path, *, workers=1):
+        built.append(morphs)  # ready targets, as build_teacher_morphs would write them, so no dlib runs
+        targets = np.random.default_rng(2).normal(0.1, 1.0, (len(morphs.first), 128)).astype(np.float32)
+        np.savez(out_path, first=morphs.first, second=morphs.second, alpha=morphs.alpha, targets=targets)
+
+    monkeypatch.setattr(teacher, "build_teacher_morphs", build)
+    config = replace(TINY, teacher_morphs=12, morphs_per_batch=3)
+    with caplog.at_level(logging.INFO, logger="ml.train"):
+        out = train(config, lfw_dir=root, output_dir=tmp_path / "model", work_dir=work_dir, version="tiny-morphs")
+    assert any("adds 3 of 12 teacher morphs" in r.getMessage() for r in caplog.records)
+    assert TrainConfig.from_manifest(out / "manifest.json") == config
+    (morphs,) = built
+    from ml.data import build_training_set
+    from ml.lfw import read_protocol
+
+    training = build_training_set(paths, read_protocol(root), val_people=TINY.val_people,
+                                  val_pairs_per_class=TINY.val_pairs_per_class, seed=TINY.seed)
+    validation = set(training.val_people)
+    assert validation
+    people = {paths[r].split("/")[0] for r in np.concatenate([morphs.first, morphs.second]).tolist()}
+    assert not people & validation
+    assert not people & {f"P{i}" for i in range(30, 36)}  # the fake held-out people
+
+
+def test_cached_morphs_of_another_draw_are_refused(fake_lfw, work_dir, tmp_path):
+    from dataclasses import replace
+
+    root, _ = fake_lfw
+    config = replace(TINY, teacher_morphs=4)
+    stale = np.arange(4)
+    np.savez(work_dir / f"teacher_dlib_morphs4_seed{TINY.seed}.npz", first=stale, second=stale, alpha=np.full(4, 0.5, np.float32),
+             targets=np.ones((4, 128), np.float32))
+    with pytest.raises(ValueError, match="other morphs"):
+        train(config, lfw_dir=root, output_dir=tmp_path / "model", work_dir=work_dir, version="tiny-stale")
