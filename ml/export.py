@@ -36,6 +36,7 @@ COHORT_SIZE = 500
 COHORT_TOP_K = 100
 REFERENCE_COUNTS = (1, 2, 3, 4, 5)
 DECISION_RULE = TEMPLATE_RULE
+RAW, COHORT_NORM = SCORINGS = ("raw", "cohort_norm")  # how a pair's score is read; also the manifest's scoring key
 """How new models combine k references (``ml.operating_point``: fewer false rejects than the mean at the same FAR)."""
 
 
@@ -56,14 +57,14 @@ def choose_scoring(trainer: Any, cache: dict[str, np.ndarray], training: Trainin
     val_rows, val_people = _rows_of_people(cache["paths"], training.val_people)
     val_embeddings = trainer.embed_rows(val_rows)
     results = {}
-    for name, scorer in (("raw", PairScorer(kernel, bias)), ("cohort_norm", PairScorer(kernel, bias, cohort, top_k=COHORT_TOP_K))):
+    for name, scorer in ((RAW, PairScorer(kernel, bias)), (COHORT_NORM, PairScorer(kernel, bias, cohort, top_k=COHORT_TOP_K))):
         pairs = all_pairs(val_embeddings, val_people, scorer)
         results[name] = {far: rate_at(pairs.genuine, threshold_at_far(pairs.impostor, far)) for far in (1e-3, 1e-4)}
-    use_norm = results["cohort_norm"][1e-3] > results["raw"][1e-3]
-    log.info("validation TAR@FAR1e-3 raw %.4f, cohort-normalised %.4f -> %s", results["raw"][1e-3],
-             results["cohort_norm"][1e-3], "normalise" if use_norm else "raw")
+    use_norm = results[COHORT_NORM][1e-3] > results[RAW][1e-3]
+    log.info("validation TAR@FAR1e-3 raw %.4f, cohort-normalised %.4f -> %s", results[RAW][1e-3],
+             results[COHORT_NORM][1e-3], "normalise" if use_norm else "raw")
     return cohort, {
-        "cohort_norm": bool(use_norm), "cohort_size": int(len(cohort)), "cohort_top_k": COHORT_TOP_K,
+        COHORT_NORM: bool(use_norm), "cohort_size": int(len(cohort)), "cohort_top_k": COHORT_TOP_K,
         "chosen_on": "validation people (held-back training people): TAR at FAR 1e-3 over all their image pairs",
         "validation_tar": {name: {f"far_{far:g}": tar for far, tar in r.items()} for name, r in results.items()},
     }
@@ -81,7 +82,7 @@ def export_model(trainer: Any, *, cache: dict[str, np.ndarray], protocol: Any, t
     config = trainer.config
     cohort, scoring = choose_scoring(trainer, cache, training)
     kernel, bias = trainer.head_weights()
-    scorer = PairScorer(kernel, bias, cohort if scoring["cohort_norm"] else None, top_k=COHORT_TOP_K)
+    scorer = PairScorer(kernel, bias, cohort if scoring[COHORT_NORM] else None, top_k=COHORT_TOP_K)
 
     cal_people = {name for pair in protocol.calibrate_pairs for name in pair.people}
     cal_rows, cal_names = _rows_of_people(cache["paths"], cal_people)
@@ -144,7 +145,7 @@ def export_model(trainer: Any, *, cache: dict[str, np.ndarray], protocol: Any, t
     np.save(out / COHORT_FILE, cohort.astype(np.float32))
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("wrote model directory %s (threshold %.4f for one reference, cohort norm %s)", out, threshold,
-             scoring["cohort_norm"])
+             scoring[COHORT_NORM])
     return out
 
 
@@ -168,9 +169,6 @@ def log_operating_point(operating: dict[str, Any]) -> None:
                  row["far"], row["far_ci95"], row["frr"], row["frr_ci95"])
 
 
-SCORINGS = ("raw", "cohort_norm")
-
-
 def recalibrate_operating_point(model_dir: str | os.PathLike[str], *, lfw_dir: str | os.PathLike[str],
                                 cache_path: str | os.PathLike[str] | None, rule: str, write: bool,
                                 target_far: float | None = None, scoring: str | None = None) -> dict[str, Any]:
@@ -192,9 +190,9 @@ def recalibrate_operating_point(model_dir: str | os.PathLike[str], *, lfw_dir: s
     manifest = dict(model.manifest)
     scorer = model.scorer
     if scoring is not None:
-        normalise = scoring == "cohort_norm"
+        normalise = scoring == COHORT_NORM
         scorer = model.scorer_for(cohort_norm=normalise)
-        manifest["scoring"] = {**manifest.get("scoring", {}), "cohort_norm": normalise, "chosen_on": (
+        manifest["scoring"] = {**manifest.get("scoring", {}), COHORT_NORM: normalise, "chosen_on": (
             "LFW fold 8 (calibrate): the scoring with the lower expected FRR at the target FAR, compared with "
             "`python -m ml operating-point --scoring raw|cohort_norm`")}
     target = float(target_far if target_far is not None else manifest.get("operating_point", {}).get("target_far", TARGET_FAR))
