@@ -414,12 +414,22 @@ def _morph_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol: 
         first, second, alpha, targets = data["first"], data["second"], data["alpha"], data["targets"]
     if not (np.array_equal(first, drawn.first) and np.array_equal(second, drawn.second)):
         raise ValueError(f"{path} holds other morphs than this run draws (another training split?); delete it")
-    with np.load(work / "teacher_dlib.npz") as clean:
-        keep = np.isin(clean["rows"], training.indices)
-        _, mean = centred_targets(clean["targets"][keep])
+    _, _, mean = _clean_targets(work / "teacher_dlib.npz", training)
     centred, _ = centred_targets(targets, mean)
     log.info("training adds %d of %d teacher morphs to each batch", config.morphs_per_batch, len(first))
     return MorphTargets(first, second, alpha, centred)
+
+
+def _clean_targets(path: Path, training: TrainingSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training rows' centred clean-photo targets from the teacher cache at ``path``, their rows and
+    the mean they were centred on (views and morphs are centred on it too)."""
+    from ml.teacher import centred_targets
+
+    with np.load(path) as data:
+        rows, targets = data["rows"], data["targets"]
+    keep = np.isin(rows, training.indices)  # validation people's images stay out of training entirely
+    centred, mean = centred_targets(targets[keep])
+    return rows[keep], centred, mean
 
 
 def _teacher_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol: Any, training: TrainingSet,
@@ -434,14 +444,11 @@ def _teacher_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol
     if not path.exists():
         log.info("computing teacher targets (dlib) for the training people's images -> %s", path)
         build_teacher_cache(lfw_dir, cache["paths"], protocol.held_out_people, path, workers=workers)
-    with np.load(path) as data:
-        rows, targets = data["rows"], data["targets"]
-    if targets.shape[1] != config.embedding_dim:
-        raise ValueError(f"distillation needs embedding_dim={targets.shape[1]} (the teacher's), not {config.embedding_dim}")
-    keep = np.isin(rows, training.indices)  # validation people's images stay out of training entirely
-    centred, mean = centred_targets(targets[keep])
+    rows, centred, mean = _clean_targets(path, training)
+    if centred.shape[1] != config.embedding_dim:
+        raise ValueError(f"distillation needs embedding_dim={centred.shape[1]} (the teacher's), not {config.embedding_dim}")
     out = np.zeros((len(cache["paths"]), centred.shape[1]), dtype=np.float32)
-    out[rows[keep]] = centred
+    out[rows] = centred
     if not config.teacher_views:
         return out, None
     views_path = work / f"teacher_dlib_views{config.teacher_views}_seed{config.seed}.npz"
