@@ -448,6 +448,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Door devices submit face snapshots and read the verification decision.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies get their own components, so a file field reads as a binary upload (not the URI it
+    # is answered as) and a required text field as non-blank, which is what the views accept.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",  # the default hook, kept
+        "verification.api.schema.close_request_bodies",
+    ],
     # Offline assets: the docs page works without internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -158,6 +158,7 @@ TABLE: dict[str, Case] = {
     "read-sql-in-id": Case("read", fields={"id": "1 OR 1=1"}, status=404, code="not_found"),
     "read-id-beyond-bigint": Case("read", fields={"id": "9" * 30}, status=404, code="not_found"),
     "read-negative-id": Case("read", fields={"id": "-1"}, status=404, code="not_found"),
+    "read-superscript-digit-id": Case("read", fields={"id": "\u00b3"}, status=404, code="not_found"),
     # --- enrolment: the reference photo ---
     "enrol-empty-file": Case("enrol", "empty", code="empty_file"),
     "enrol-text-named-jpg": Case("enrol", "text-named-jpg", code="unreadable_image"),

@@ -5,6 +5,8 @@ tests/integration/test_bad_input.py. Here: auth, configurable limits, 202/200, t
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import upload
@@ -168,6 +170,13 @@ def test_other_devices_checkin_is_404(other_device_client, device):
     assert_error(other_device_client.get(f"{URL}{checkin.pk}/"), 404, "not_found")
 
 
+@pytest.mark.parametrize("pk", ["\u00b3", "\u0661", "\uff11", "1\u00b2"])  # superscript, Arabic-Indic, full-width digits
+def test_an_id_of_digits_other_than_ascii_is_404_not_a_server_error(device_client, device, pk):
+    # str.isdigit() accepts them; int() fails on some ("³") and reads others ("١" as 1) as another id.
+    services.checkin_submit(device=device, person_external_id="B-1001", snapshot_file=upload())
+    assert_error(device_client.get(f"{URL}{pk}/"), 404, "not_found")
+
+
 def test_api_refuses_json_bodies(device_client):
     response = device_client.post(URL, {"person": "B-1001"}, format="json")
     assert_error(response, 415, "unsupported_media_type")
@@ -189,6 +198,38 @@ def test_openapi_schema_and_docs_are_served(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+
+
+def test_the_schema_describes_the_check_in_form_as_the_view_validates_it(client):
+    """A generated client (or schemathesis) builds its requests from this: the snapshot is a file upload,
+    not a URI, and a blank or whitespace-only claimed person is refused, so the schema must not allow it."""
+    import yaml
+
+    from verification.api import views
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    body = schema["paths"]["/api/v1/checkins/"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    form = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    assert form["properties"]["snapshot"]["format"] == "binary"
+    assert form["properties"]["snapshot"]["minLength"] == 1  # an empty file is refused (400 empty_file)
+    person = form["properties"]["person"]
+    assert person["minLength"] == 1
+    assert re.search(person["pattern"], "EMP-1") and not re.search(person["pattern"], "   ")
+    assert set(form["required"]) == {"snapshot", "person"}
+    assert form["additionalProperties"] is False  # any other field is refused with 400 unknown_fields
+    assert set(form["properties"]) == views.ALLOWED_BODY_FIELDS
+    (query_wait,) = [p for p in schema["paths"]["/api/v1/checkins/"]["post"]["parameters"] if p["name"] == "wait"]
+    assert {k: query_wait["schema"][k] for k in ("minimum", "maximum")} == {
+        k: form["properties"]["wait"][k] for k in ("minimum", "maximum")}
+    # Polling is throttled like submitting: a client must expect 429 from both.
+    assert "429" in schema["paths"]["/api/v1/checkins/{id}/"]["get"]["responses"]
+
+
+def test_a_renamed_request_component_fails_the_schema_instead_of_serving_it_open():
+    from verification.api.schema import close_request_bodies
+
+    with pytest.raises(KeyError, match="CheckInSubmitRequest"):
+        close_request_bodies({"components": {"schemas": {"CheckInSubmit": {}}}}, None, None, True)
 
 
 def test_database_failure_at_submit_is_503_with_retry_after(device_client, monkeypatch, settings):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
@@ -17,9 +18,19 @@ STATUS_HELP = (
 )
 
 
+@extend_schema_field({"type": "string", "format": "binary", "minLength": 1})
+class SnapshotField(serializers.FileField):
+    """The uploaded photo. An empty file passes the field so the view can answer it with its own code
+    (``empty_file``); the schema says it is refused all the same."""
+
+
 class CheckInSubmitSerializer(serializers.Serializer):
-    snapshot = serializers.FileField(allow_empty_file=True, help_text="JPEG/PNG photo from the door camera.")
-    person = serializers.CharField(max_length=64, trim_whitespace=True, help_text="Claimed person's external ID.")
+    snapshot = SnapshotField(allow_empty_file=True, help_text="JPEG/PNG photo from the door camera.")
+    person = serializers.CharField(
+        max_length=64, trim_whitespace=True, help_text="Claimed person's external ID.",
+        # Whitespace alone is trimmed to blank and refused; saying so lets the schema say so too.
+        validators=[RegexValidator(r"\S", message="This field may not be blank.")],
+    )
     wait = serializers.FloatField(
         required=False,
         default=0,

@@ -18,7 +18,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from verification import selectors, services
-from verification.api.serializers import CheckInSerializer, CheckInSubmitSerializer, checkin_response_serializer
+from verification.api.serializers import (
+    MAX_WAIT_SECONDS,
+    CheckInSerializer,
+    CheckInSubmitSerializer,
+    checkin_response_serializer,
+)
 from verification.errors import InvalidImage
 from verification.models import CheckIn
 from verification.services.waits import FINAL_STATUSES
@@ -63,7 +68,9 @@ class CheckInCreateView(APIView):
     @extend_schema(
         operation_id="checkins_create",
         request={"multipart/form-data": CheckInSubmitSerializer},
-        parameters=[OpenApiParameter("wait", float, description="Same as the body field `wait`.")],
+        parameters=[OpenApiParameter(
+            "wait", {"type": "number", "format": "double", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+            description="Same as the body field `wait` (which wins when both are sent).")],
         responses={
             200: OpenApiResponse(
                 CheckInSerializer,
@@ -164,11 +171,13 @@ class CheckInDetailView(APIView):
                        "polling), decided or failed. A review past its deadline is answered 0 review_timeout "
                        "here, by this request, even where no beat runs.")),
                    401: OpenApiResponse(description="No valid token."),
-                   404: OpenApiResponse(description="No such check-in for this device.")},
+                   404: OpenApiResponse(description="No such check-in for this device."),
+                   429: OpenApiResponse(description=(
+                       "`throttled`: over API_RATE_LIMIT (polling counts); retry after `Retry-After` seconds."))},
     )
     def get(self, request: Request, pk: str) -> Response:
         # Another device's check-in is indistinguishable from a missing one.
-        if not pk.isdigit():
+        if not (pk.isascii() and pk.isdigit()):  # isdigit alone takes "³" (int() fails) and "١" (read as 1)
             raise NotFound("No such check-in.")
         checkin = selectors.checkins_for_device(device=request.auth).filter(pk=int(pk)).first()
         if checkin is None:
