@@ -155,7 +155,7 @@ def worker_tf_threads() -> int:
     if settings.WORKER_TF_THREADS:
         return int(settings.WORKER_TF_THREADS)
     raw = os.environ.get(POOL_PROCESSES_ENV, "").strip()
-    processes = int(raw) if raw.isdigit() and int(raw) > 0 else 1
+    processes = int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 1
     return max(1, available_cpus() // processes)
 
 

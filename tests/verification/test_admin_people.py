@@ -254,3 +254,10 @@ def test_a_reference_photo_is_named_by_its_number_and_status_not_the_persons_dat
     photo = enrolled_person.references.first()
     assert str(photo) == f"Photo #{photo.pk} ({photo.get_status_display().lower()})"
     assert f"of {enrolled_person.pk}" not in str(photo)
+
+
+@pytest.mark.parametrize("object_id", ["\u00b3", "x", "1\u00b2"])
+def test_face_check_progress_of_an_id_that_is_no_number_is_404_not_a_server_error(staff_client, person, object_id):
+    url = status_url(person).replace(f"/{person.pk}/", f"/{object_id}/")
+    response = staff_client.get(url)
+    assert response.status_code == 404 and response.json() == {"error": "no such person"}

@@ -31,7 +31,7 @@ def test_explicit_tf_threads_setting_wins_over_the_automatic_split(four_cpus, se
     assert inference.worker_tf_threads() == 3
 
 
-@pytest.mark.parametrize(("processes", "threads"), [(None, 4), ("1", 4), ("2", 2), ("3", 1), ("8", 1), ("junk", 4)])
+@pytest.mark.parametrize(("processes", "threads"), [(None, 4), ("1", 4), ("2", 2), ("3", 1), ("8", 1), ("junk", 4), ("\u00b2", 4)])
 def test_automatic_tf_threads_split_the_cpus_between_pool_processes(four_cpus, settings, monkeypatch, processes, threads):
     settings.WORKER_TF_THREADS = 0
     if processes is not None:

@@ -538,7 +538,8 @@ class PersonAdmin(PeopleImportViews, admin.ModelAdmin):
         """The person's photos and their face check, as JSON, for the page's script (no reload needed)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        person = get_object_or_404(Person, pk=object_id) if object_id.isdigit() else None
+        # ASCII only: str.isdigit also takes '³', which the primary key lookup cannot convert (a 500).
+        person = get_object_or_404(Person, pk=object_id) if object_id.isascii() and object_id.isdigit() else None
         if person is None:
             return JsonResponse({"error": "no such person"}, status=404)
         if not self.has_view_permission(request, person):
