@@ -66,17 +66,18 @@ def teacher_descriptors(
     return _in_processes(_describe, str(lfw_dir), [paths], (), workers)
 
 
-def _in_processes(describe, lfw_dir: str, columns: list[list], fixed: tuple, workers: int) -> tuple[np.ndarray, ...]:
-    """``describe(lfw_dir, *columns, *fixed)``'s arrays over every image: with ``workers`` > 1 the columns
+def _in_processes(describe, source: str, columns: list[list], fixed: tuple, workers: int) -> tuple[np.ndarray, ...]:
+    """``describe(source, *columns, *fixed)``'s arrays over every image (``source``: the LFW directory, or
+    the chips file the morphs are blended from): with ``workers`` > 1 the columns
     (one entry per image) are split into strided chunks, each described in its own process (dlib runs on
     one core each), and the arrays put back in the images' order."""
     count = len(columns[0])
     if workers <= 1 or count < 2 * workers:
-        return describe(lfw_dir, *columns, *fixed)
+        return describe(source, *columns, *fixed)
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(describe, lfw_dir, *[column[i::workers] for column in columns], *fixed) for i in range(workers)]
+        futures = [pool.submit(describe, source, *[column[i::workers] for column in columns], *fixed) for i in range(workers)]
         parts = [future.result() for future in futures]
     merged = []
     for chunks in zip(*parts):
