@@ -102,6 +102,12 @@ def _landmarks(dlib, detector, landmarks, image: np.ndarray):
     return landmarks(image, box), bool(boxes)
 
 
+def _chip(dlib, detector, landmarks, image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """dlib's aligned 150x150 chip of the photo's central face, and whether HOG found it."""
+    shape, detected = _landmarks(dlib, detector, landmarks, image)
+    return dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING), detected
+
+
 def _read_rgb(root: Path, rel: str) -> np.ndarray:
     import cv2
 
@@ -132,9 +138,7 @@ def _describe_views(lfw_dir: str, paths: list[str], rows: list[int], count: int,
     out = np.zeros((len(paths), count, TEACHER_DIM), dtype=np.float32)
     detected = np.zeros(len(paths), dtype=bool)
     for i, (rel, row) in enumerate(zip(tqdm(paths, desc="teacher views", unit="img", mininterval=30), rows)):
-        image = _read_rgb(root, rel)
-        shape, detected[i] = _landmarks(dlib, detector, landmarks, image)
-        chip = dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        chip, detected[i] = _chip(dlib, detector, landmarks, _read_rgb(root, rel))
         for v, view in enumerate(views_of(seed, row, count)):
             out[i, v] = np.asarray(descriptor.compute_face_descriptor(apply_view(chip, view, CHIP_FACE_WIDTH)), np.float32)
     return out, detected
@@ -149,9 +153,7 @@ def _chips(lfw_dir: str, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     out = np.zeros((len(paths), CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8)
     detected = np.zeros(len(paths), dtype=bool)
     for i, rel in enumerate(tqdm(paths, desc="teacher chips", unit="img", mininterval=30)):
-        image = _read_rgb(root, rel)
-        shape, detected[i] = _landmarks(dlib, detector, landmarks, image)
-        out[i] = dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        out[i], detected[i] = _chip(dlib, detector, landmarks, _read_rgb(root, rel))
     return out, detected
 
 

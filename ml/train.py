@@ -34,6 +34,7 @@ from ml.augment import augment_batch, center_crop
 from ml.data import TrainingSet, build_training_set
 from ml.lfw import read_protocol
 from ml.metrics import best_threshold, report_at
+from ml.morphs import Morphs, blend, draw_morphs
 from ml.preprocess import build_cache, load_cache
 from ml.types import FACE_SIZE
 
@@ -279,8 +280,8 @@ def train(
     )
     teacher = views = morphs = None
     if config.distill_weight or config.relational_weight:
-        teacher, views = _teacher_targets(lfw_dir, work, cache, protocol, training, config)
-        morphs = _morph_targets(lfw_dir, work, cache, protocol, training, config)
+        teacher, views, mean = _teacher_targets(lfw_dir, work, cache, protocol, training, config)
+        morphs = _morph_targets(lfw_dir, work, cache, protocol, training, config, mean)
     trainer = _Trainer(config, training, cache["crops"], teacher)
     checkpoint = tf.train.Checkpoint(tower=trainer.tower, head=trainer.head, class_weights=trainer.class_weights,
                                      optimizer=trainer.optimizer, step=trainer.step)
@@ -378,8 +379,6 @@ def morph_batch(crops: np.ndarray, morphs: "MorphTargets | None", config: TrainC
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``config.morphs_per_batch`` random morphs, blended and augmented like any face, and their targets;
     empty arrays without morphs (the train step's shapes stay fixed either way)."""
-    from ml.morphs import blend
-
     if morphs is None:
         return np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8), np.zeros((0, config.embedding_dim), np.float32)
     chosen = rng.integers(0, len(morphs.targets), size=config.morphs_per_batch)
@@ -388,20 +387,17 @@ def morph_batch(crops: np.ndarray, morphs: "MorphTargets | None", config: TrainC
 
 
 @dataclass(frozen=True)
-class MorphTargets:
-    first: np.ndarray  # (N,) cache rows
-    second: np.ndarray
-    alpha: np.ndarray
+class MorphTargets(Morphs):
     targets: np.ndarray  # (N, dim) centred on the clean training photos' mean, like every target
 
 
 def _morph_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol: Any, training: TrainingSet,
-                   config: TrainConfig) -> MorphTargets | None:
-    """The run's morphs and their centred teacher targets (built once; ``None`` when the run has none).
-    Morphs are drawn among the training rows only, so validation people never appear in one."""
+                   config: TrainConfig, mean: np.ndarray) -> MorphTargets | None:
+    """The run's morphs and their teacher targets centred on ``mean`` (the clean targets'), built once;
+    ``None`` when the run has none. Morphs are drawn among the training rows only, so validation people
+    never appear in one."""
     if not config.teacher_morphs:
         return None
-    from ml.morphs import draw_morphs
     from ml.teacher import build_teacher_morphs, centred_targets
 
     path = work / f"teacher_dlib_morphs{config.teacher_morphs}_seed{config.seed}.npz"
@@ -414,29 +410,17 @@ def _morph_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol: 
         first, second, alpha, targets = data["first"], data["second"], data["alpha"], data["targets"]
     if not (np.array_equal(first, drawn.first) and np.array_equal(second, drawn.second)):
         raise ValueError(f"{path} holds other morphs than this run draws (another training split?); delete it")
-    _, _, mean = _clean_targets(work / "teacher_dlib.npz", training)
     centred, _ = centred_targets(targets, mean)
     log.info("training adds %d of %d teacher morphs to each batch", config.morphs_per_batch, len(first))
     return MorphTargets(first, second, alpha, centred)
 
 
-def _clean_targets(path: Path, training: TrainingSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The training rows' centred clean-photo targets from the teacher cache at ``path``, their rows and
-    the mean they were centred on (views and morphs are centred on it too)."""
-    from ml.teacher import centred_targets
-
-    with np.load(path) as data:
-        rows, targets = data["rows"], data["targets"]
-    keep = np.isin(rows, training.indices)  # validation people's images stay out of training entirely
-    centred, mean = centred_targets(targets[keep])
-    return rows[keep], centred, mean
-
-
 def _teacher_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol: Any, training: TrainingSet,
-                     config: TrainConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """Centred teacher targets per cache row (zeros outside the training rows), built once, and with
-    ``config.teacher_views`` the centred targets of each row's views ((rows, views, dim); else None).
-    Views are centred on the clean photos' mean, so a view's target sits where the teacher put it."""
+                     config: TrainConfig) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Centred teacher targets per cache row (zeros outside the training rows), built once; with
+    ``config.teacher_views`` the centred targets of each row's views ((rows, views, dim); else None); and
+    the clean photos' mean they are all centred on, so a view's (or a morph's) target sits where the
+    teacher put it."""
     from ml.teacher import build_teacher_cache, build_teacher_views, centred_targets
 
     workers = max(1, os.cpu_count() or 1)
@@ -444,13 +428,16 @@ def _teacher_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol
     if not path.exists():
         log.info("computing teacher targets (dlib) for the training people's images -> %s", path)
         build_teacher_cache(lfw_dir, cache["paths"], protocol.held_out_people, path, workers=workers)
-    rows, centred, mean = _clean_targets(path, training)
-    if centred.shape[1] != config.embedding_dim:
-        raise ValueError(f"distillation needs embedding_dim={centred.shape[1]} (the teacher's), not {config.embedding_dim}")
+    with np.load(path) as data:
+        rows, targets = data["rows"], data["targets"]
+    if targets.shape[1] != config.embedding_dim:
+        raise ValueError(f"distillation needs embedding_dim={targets.shape[1]} (the teacher's), not {config.embedding_dim}")
+    keep = np.isin(rows, training.indices)  # validation people's images stay out of training entirely
+    centred, mean = centred_targets(targets[keep])
     out = np.zeros((len(cache["paths"]), centred.shape[1]), dtype=np.float32)
-    out[rows] = centred
+    out[rows[keep]] = centred
     if not config.teacher_views:
-        return out, None
+        return out, None, mean
     views_path = work / f"teacher_dlib_views{config.teacher_views}_seed{config.seed}.npz"
     if not views_path.exists():
         log.info("computing %d teacher views per training image -> %s", config.teacher_views, views_path)
@@ -463,7 +450,7 @@ def _teacher_targets(lfw_dir, work: Path, cache: dict[str, np.ndarray], protocol
     views = np.zeros((len(cache["paths"]),) + centred_views.shape[1:], dtype=np.float32)
     views[view_rows[keep]] = centred_views
     log.info("training shows %d teacher views per face (%.0f %% of each batch)", views.shape[1], 100 * config.view_fraction)
-    return out, views
+    return out, views, mean
 
 
 def _validation_images(paths: np.ndarray, training: TrainingSet) -> tuple[np.ndarray, np.ndarray]:
